@@ -1,0 +1,29 @@
+# Two entry points: `make serve` (set up and run the dashboard) and `make test`.
+VENV ?= .venv
+PY := $(VENV)/bin/python
+
+.PHONY: setup system-deps serve test lint bench
+
+setup: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[dev]'
+	touch $@
+
+# Redis, Chromium (browser test) and Fashion-MNIST, from Debian's packages.
+system-deps:
+	bash scripts/system-deps.sh
+
+serve: setup
+	$(VENV)/bin/resnet-lab serve
+
+test: system-deps setup
+	bash scripts/test.sh
+
+lint: setup
+	$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check .
+
+bench: setup
+	$(PY) bench/trainer_speed.py && $(PY) bench/api_speed.py

@@ -1,0 +1,46 @@
+"""/healthz: is the database reachable, is the broker, which workers answer."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+from fastapi.responses import JSONResponse
+from sqlalchemy import text
+
+from app import lifecycle
+from app.api.deps import SettingsDep
+from app.db import get_engine, new_session
+from app.queue import celery
+
+router = APIRouter(tags=["health"])
+
+
+def _database_ok() -> bool:
+    try:
+        with get_engine().connect() as conn:
+            conn.execute(text("SELECT 1"))
+        return True
+    except Exception:
+        return False
+
+
+def _broker_ok() -> bool:
+    try:
+        with celery().connection_for_write() as conn:
+            conn.ensure_connection(max_retries=1, timeout=2)
+        return True
+    except Exception:
+        return False
+
+
+@router.get("/healthz")
+def healthz(settings: SettingsDep):
+    """200 when the database and the broker answer; `workers` lists worker processes
+    that reported in within two recovery periods."""
+    database = _database_ok()
+    broker = _broker_ok()
+    workers: list[str] = []
+    if database:
+        with new_session() as session:
+            workers = lifecycle.live_workers(session, 2 * settings.reaper_interval + 5)
+    body = {"ok": database and broker, "database": database, "broker": broker, "workers": workers}
+    return JSONResponse(body, status_code=200 if body["ok"] else 503)

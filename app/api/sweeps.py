@@ -1,0 +1,254 @@
+"""/api/sweeps: grids of runs, their per-cell statistics, progress and exports."""
+
+from __future__ import annotations
+
+import math
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Body, HTTPException, Query, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import Response
+from pydantic import BaseModel, Field
+from sqlalchemy import func, select
+
+from app import lifecycle
+from app.api.deps import SessionDep, SettingsDep, SweepDep, fast_json
+from app.api.runs import csv_response
+from app.db import ACTIVE, RETRYABLE, Metric, Run, RunStatus, Sweep
+from app.grid import PRESETS, REPORT_BASELINE, GridError, SweepRequest, expand
+from app.queue import enqueue
+from app.security import limit_submissions
+from app.stats import progress, summarize
+from trainer.config import TrainConfig
+
+router = APIRouter(prefix="/api", tags=["sweeps"])
+
+# Training images per second assumed for an estimate when no run has been timed yet:
+# a full-width ResNet18 on one modern GPU; narrower models scale with width squared.
+DEFAULT_IMAGES_PER_SECOND = 20_000.0
+DATASET_SIZES = {"cifar10": (50_000, 10_000), "fashion_mnist": (60_000, 10_000), "digits": (1437, 360)}
+
+
+class RunIds(BaseModel):
+    run_ids: list[int] | None = Field(None, max_length=10_000)
+
+
+def _sweep_runs(session, sweep_id: int) -> list[Run]:
+    return list(session.scalars(select(Run).where(Run.sweep_id == sweep_id).order_by(Run.id)))
+
+
+def _run_facts(run: Run) -> dict[str, Any]:
+    return {
+        "id": run.id,
+        "config": run.config,
+        "status": RunStatus(run.status).value,
+        "final_test_acc": run.final_test_acc,
+        "epochs_done": run.epochs_done,
+        "epochs_total": run.epochs_total,
+        "train_seconds": run.train_seconds,
+    }
+
+
+def _sweep_head(sweep: Sweep, runs: list[Run]) -> dict[str, Any]:
+    grid = sweep.grid
+    return {
+        "id": sweep.id,
+        "name": sweep.name,
+        "preset": sweep.preset,
+        "created_at": sweep.created_at,
+        "base": sweep.base,
+        "grid": grid,
+        "factors": list(grid),
+        "seeds": sweep.seeds,
+        "run_ids": [r.id for r in runs],
+    }
+
+
+def _validation_error(errors: list[dict[str, Any]]) -> RequestValidationError:
+    return RequestValidationError(errors)
+
+
+@router.post("/sweeps", status_code=201)
+def create_sweep(
+    body: SweepRequest, request: Request, session: SessionDep, settings: SettingsDep
+):
+    """A grid (field -> values) times seeds, or `{"preset": "report"}` for the report's 36
+    cells. Nothing is stored unless every cell's config is valid."""
+    count = body.run_count()
+    if count > settings.max_sweep_runs:
+        raise _validation_error(
+            [
+                {
+                    "loc": ["body", "grid"],
+                    "msg": f"grid has {count} runs; the limit is {settings.max_sweep_runs} "
+                    "(MAX_SWEEP_RUNS)",
+                    "type": "value_error",
+                }
+            ]
+        )
+    try:
+        configs = expand(body)
+    except GridError as exc:
+        raise _validation_error(exc.errors) from None
+    limit_submissions(request, len(configs), settings)
+    name = body.name or (body.preset or " × ".join(body.resolved_grid())) or "sweep"
+    sweep, runs = lifecycle.create_sweep(
+        session,
+        name=name,
+        preset=body.preset,
+        base=body.base,
+        grid=body.resolved_grid(),
+        seeds=body.seeds,
+        configs=configs,
+    )
+    enqueue([r.id for r in runs])
+    return fast_json({**_sweep_head(sweep, runs), **progress([_run_facts(r) for r in runs])}, 201)
+
+
+@router.post("/sweeps/estimate")
+def estimate_sweep(body: SweepRequest, session: SessionDep, settings: SettingsDep):
+    """How many runs a sweep would make and how long it would take on one GPU."""
+    count = body.run_count()
+    if count > settings.max_sweep_runs:
+        configs = []
+    else:
+        try:
+            configs = expand(body)
+        except GridError as exc:
+            raise _validation_error(exc.errors) from None
+    seconds = 0.0
+    images = 0
+    basis = set()
+    epochs = 0
+    for config in configs:
+        train, test = DATASET_SIZES[config.dataset]
+        if config.train_limit:
+            train = min(train, config.train_limit)
+        if config.test_limit:
+            test = min(test, config.test_limit)
+        speed, source = _throughput(session, config)
+        basis.add(source)
+        run_images = config.epochs * (train + test)
+        images += run_images
+        epochs += config.epochs
+        seconds += run_images / speed
+    return {
+        "runs": count,
+        "max_runs": settings.max_sweep_runs,
+        "epochs": epochs,
+        "images": images,
+        "estimated_gpu_seconds": seconds if configs else None,
+        "images_per_second": images / seconds if seconds else None,
+        "basis": sorted(basis),
+    }
+
+
+def _throughput(session, config: TrainConfig) -> tuple[float, str]:
+    measured = session.scalar(
+        select(func.avg(Metric.images_per_second))
+        .join(Run, Run.id == Metric.run_id)
+        .where(Run.dataset == config.dataset)
+        .where(Run.config["width"].as_integer() == config.width)
+    )
+    if measured:
+        return float(measured), "measured on this installation's finished epochs"
+    return DEFAULT_IMAGES_PER_SECOND * (64 / config.width) ** 2, "assumed 20,000 img/s at width 64"
+
+
+@router.get("/sweeps")
+def list_sweeps(
+    session: SessionDep,
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+    offset: Annotated[int, Query(ge=0, le=10**9)] = 0,
+):
+    total = session.scalar(select(func.count(Sweep.id)))
+    sweeps = list(session.scalars(select(Sweep).order_by(Sweep.id.desc()).limit(limit).offset(offset)))
+    items = []
+    for sweep in sweeps:
+        runs = _sweep_runs(session, sweep.id)
+        items.append({**_sweep_head(sweep, runs), **progress([_run_facts(r) for r in runs])})
+    return fast_json({"items": items, "total": total, "limit": limit, "offset": offset})
+
+
+def _parse_baseline(text: str | None, factors: list[str]) -> dict[str, Any] | None:
+    """'activation:relu,lr_ratio:2:1:1' -> {"activation": "relu", "lr_ratio": "2:1:1"}."""
+    if not text:
+        return None
+    baseline: dict[str, Any] = {}
+    for part in text.split(","):
+        field, sep, value = part.partition(":")
+        if not sep or field not in factors:
+            raise HTTPException(422, f"baseline: {field!r} is not a factor of this sweep")
+        baseline[field] = value
+    return baseline
+
+
+def _coerce(baseline: dict[str, Any], grid: dict[str, list[Any]]) -> dict[str, Any]:
+    """Query values are text; match them to the grid's own values (numbers included)."""
+    out = {}
+    for field, text in baseline.items():
+        match = [v for v in grid.get(field, []) if str(v).lower() == text.lower()]
+        if not match:
+            raise HTTPException(422, f"baseline: {text!r} is not a value of {field!r}")
+        out[field] = match[0]
+    return out
+
+
+@router.get("/sweeps/{sweep_id:int}.csv", response_class=Response, responses={200: {"content": {"text/csv": {}}}})
+def sweep_csv(sweep: SweepDep, session: SessionDep):
+    return csv_response(_sweep_runs(session, sweep.id), f"sweep-{sweep.id}.csv")
+
+
+@router.get("/sweeps/{sweep_id}")
+def get_sweep(
+    sweep: SweepDep,
+    session: SessionDep,
+    baseline: Annotated[str | None, Query(max_length=500, examples=["activation:relu"])] = None,
+):
+    """The sweep, every cell's status and statistics, marginal means, progress and ETA."""
+    runs = _sweep_runs(session, sweep.id)
+    factors = list(sweep.grid)
+    chosen = _parse_baseline(baseline, factors)
+    if chosen is not None:
+        chosen = _coerce(chosen, sweep.grid)
+    elif sweep.preset == "report":
+        chosen = REPORT_BASELINE
+    summary = summarize([_run_facts(r) for r in runs], factors, chosen)
+    return fast_json({**_sweep_head(sweep, runs), **summary})
+
+
+def _selected(session, sweep_id: int, body: RunIds | None, statuses) -> list[int]:
+    query = select(Run.id).where(Run.sweep_id == sweep_id, Run.status.in_([s.value for s in statuses]))
+    if body is not None and body.run_ids is not None:
+        query = query.where(Run.id.in_(body.run_ids))
+    return list(session.scalars(query))
+
+
+@router.post("/sweeps/{sweep_id}/cancel")
+def cancel_sweep(sweep: SweepDep, session: SessionDep, body: Annotated[RunIds | None, Body()] = None):
+    """Cancels the sweep's queued and running runs (or only `run_ids` among them)."""
+    ids = [i for i in _selected(session, sweep.id, body, ACTIVE) if lifecycle.cancel(session, i)]
+    return {"cancelled": ids}
+
+
+@router.post("/sweeps/{sweep_id}/retry")
+def retry_sweep(sweep: SweepDep, session: SessionDep, body: Annotated[RunIds | None, Body()] = None):
+    """Re-queues the sweep's failed, cancelled and lost runs (or only `run_ids` among them)."""
+    ids = [i for i in _selected(session, sweep.id, body, RETRYABLE) if lifecycle.requeue(session, i)]
+    enqueue(ids)
+    return {"retried": ids}
+
+
+@router.get("/presets")
+def presets():
+    """Named grids; 'report' is the study's 3 x 4 x 3 table."""
+    return {
+        name: {"grid": grid, "runs_per_seed": math.prod(len(v) for v in grid.values()), "baseline": REPORT_BASELINE}
+        for name, grid in PRESETS.items()
+    }
+
+
+@router.get("/config-schema")
+def config_schema():
+    """The trainer config's JSON schema: every field with its default, range and help."""
+    return TrainConfig.model_json_schema()

@@ -1,0 +1,63 @@
+"""Login for the pages when API_TOKEN is set: the token once, then an HttpOnly cookie."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Form, Request
+from fastapi.responses import RedirectResponse, Response
+
+from app.api.deps import SettingsDep
+from app.security import AUTH_COOKIE, session_value, token_ok
+
+router = APIRouter(include_in_schema=False)
+
+
+def _safe_next(target: str | None) -> str:
+    # Only paths on this site: "//evil.example" and "https://..." go home instead.
+    if not target or not target.startswith("/") or target.startswith("//"):
+        return "/"
+    return target
+
+
+@router.get("/login")
+def login_form(request: Request, settings: SettingsDep, next: str = "/", error: str = ""):
+    from app.pages import _render
+
+    return _render(
+        request,
+        "login.html",
+        "login",
+        next=_safe_next(next),
+        error=error[:200],
+        token_required=bool(settings.api_token),
+    )
+
+
+@router.post("/login")
+def login(
+    settings: SettingsDep,
+    token: Annotated[str, Form(max_length=1000)],
+    next: Annotated[str, Form(max_length=2000)] = "/",
+) -> Response:
+    target = _safe_next(next)
+    if not settings.api_token:
+        return RedirectResponse(target, status_code=303)
+    if not token_ok(token, settings.api_token):
+        return RedirectResponse(f"/login?error=wrong+token&next={target}", status_code=303)
+    response = RedirectResponse(target, status_code=303)
+    response.set_cookie(
+        AUTH_COOKIE,
+        session_value(settings.api_token),
+        httponly=True,
+        samesite="strict",
+        max_age=30 * 24 * 3600,
+    )
+    return response
+
+
+@router.post("/logout")
+def logout() -> Response:
+    response = RedirectResponse("/", status_code=303)
+    response.delete_cookie(AUTH_COOKIE)
+    return response

@@ -1,0 +1,160 @@
+"""`resnet-lab serve` (web app + local workers) and `resnet-lab worker` (one Celery worker)."""
+
+from __future__ import annotations
+
+import argparse
+import ctypes
+import ipaddress
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+LOOPBACK_NAMES = {"localhost", "127.0.0.1", "::1"}
+
+
+def _is_loopback(host: str) -> bool:
+    if host in LOOPBACK_NAMES:
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _set_home(home: str | None) -> None:
+    if home:
+        os.environ["RESNET_LAB_HOME"] = str(Path(home).expanduser().resolve())
+    from app.config import get_settings
+
+    get_settings.cache_clear()
+
+
+def _die_with_parent() -> None:
+    # Local workers must not outlive `serve`, even when it is killed with SIGKILL.
+    try:
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except OSError:
+        pass
+
+
+def worker_command(name: str, loglevel: str = "INFO") -> list[str]:
+    return [
+        sys.executable,
+        "-m",
+        "celery",
+        "-A",
+        "worker.celery_app",
+        "worker",
+        "--pool",
+        "solo",  # one run at a time, in the worker's own process (CUDA and SIGKILL safe)
+        "--concurrency",
+        "1",
+        "--queues",
+        "runs",
+        "--hostname",
+        name,
+        "--loglevel",
+        loglevel,
+        "--without-gossip",
+        "--without-mingle",
+    ]
+
+
+def serve(args: argparse.Namespace) -> int:
+    _set_home(args.home)
+    from app.config import get_settings
+
+    settings = get_settings()
+    if not _is_loopback(args.host) and not settings.api_token:
+        print(
+            f"error: --host {args.host} is reachable from other machines; set API_TOKEN "
+            "first (every state-changing request will need it)",
+            file=sys.stderr,
+        )
+        return 2
+    settings.ensure_dirs()
+    workers = []
+    for i in range(args.workers):
+        workers.append(
+            subprocess.Popen(
+                worker_command(f"local{i}@%h", args.loglevel.upper()),
+                env=os.environ.copy(),
+                preexec_fn=_die_with_parent if sys.platform.startswith("linux") else None,
+            )
+        )
+    import uvicorn
+
+    print(
+        f"ResNet Lab on http://{args.host}:{args.port}  (home {settings.home_dir}, "
+        f"{args.workers} local worker{'s' if args.workers != 1 else ''}, broker "
+        f"{'embedded SQLite' if settings.uses_embedded_broker else settings.broker_url})",
+        flush=True,
+    )
+    try:
+        uvicorn.run(
+            "app.main:create_app",
+            factory=True,
+            host=args.host,
+            port=args.port,
+            log_level=args.loglevel.lower(),
+        )
+    finally:
+        for proc in workers:
+            proc.terminate()
+        for proc in workers:
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+    return 0
+
+
+def worker(args: argparse.Namespace) -> int:
+    if args.gpu is not None:
+        # Before torch is imported anywhere in this process.
+        os.environ["CUDA_VISIBLE_DEVICES"] = str(args.gpu)
+    _set_home(args.home)
+    name = args.name or (f"gpu{args.gpu}@%h" if args.gpu is not None else "worker@%h")
+    os.execv(sys.executable, worker_command(name, args.loglevel.upper()))
+    return 0  # not reached
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="resnet-lab", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("serve", help="start the web app and local workers")
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default loopback)")
+    p.add_argument("--port", type=int, default=8000, help="port (default 8000)")
+    p.add_argument(
+        "--workers", type=int, default=1, help="local worker processes (0 = web only; default 1)"
+    )
+    p.add_argument("--home", help="folder for the database, checkpoints and datasets")
+    p.add_argument("--loglevel", default="info", choices=["debug", "info", "warning", "error"])
+    p.set_defaults(func=serve)
+
+    p = sub.add_parser("worker", help="start one Celery worker (one run at a time)")
+    p.add_argument("--gpu", type=int, help="pin to this GPU (sets CUDA_VISIBLE_DEVICES)")
+    p.add_argument("--home", help="folder for the database, checkpoints and datasets")
+    p.add_argument("--name", help="Celery node name (default gpuN@host or worker@host)")
+    p.add_argument("--loglevel", default="info", choices=["debug", "info", "warning", "error"])
+    p.set_defaults(func=worker)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if getattr(args, "workers", 0) is not None and getattr(args, "workers", 0) < 0:
+        parser.error("--workers: must be 0 or more")
+    if getattr(args, "port", 1) is not None and not 0 < getattr(args, "port", 1) < 65536:
+        parser.error("--port: must be in 1..65535")
+    if getattr(args, "gpu", None) is not None and args.gpu < 0:
+        parser.error("--gpu: must be 0 or more")
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

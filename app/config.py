@@ -1,0 +1,74 @@
+"""One settings object, read once from the environment, with defaults that work on a laptop."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import AliasChoices, Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+def _env(*names: str) -> AliasChoices:
+    return AliasChoices(*names)
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_file=None, extra="ignore")
+
+    home: Path = Field(Path("~/.resnet-lab"), validation_alias=_env("RESNET_LAB_HOME"))
+    database_url: str | None = Field(None, validation_alias=_env("DATABASE_URL"))
+    broker_url: str | None = Field(None, validation_alias=_env("BROKER_URL"))
+    data_dir: Path | None = Field(None, validation_alias=_env("DATA_DIR"))
+    runs_dir: Path | None = Field(None, validation_alias=_env("RUNS_DIR"))
+    api_token: str | None = Field(None, validation_alias=_env("API_TOKEN"))
+
+    # A grid larger than this is refused: 36 cells x 3 seeds fits many times over.
+    max_sweep_runs: int = Field(1000, ge=1, validation_alias=_env("MAX_SWEEP_RUNS"))
+    # A worker writes its heartbeat this often; a run silent for heartbeat_timeout is lost.
+    heartbeat_interval: float = Field(5.0, gt=0, validation_alias=_env("HEARTBEAT_INTERVAL"))
+    heartbeat_timeout: float = Field(30.0, gt=0, validation_alias=_env("HEARTBEAT_TIMEOUT"))
+    reaper_interval: float = Field(10.0, gt=0, validation_alias=_env("REAPER_INTERVAL"))
+    # A run that crashed its worker this many times is not resumed automatically again.
+    max_attempts: int = Field(10, ge=1, validation_alias=_env("MAX_ATTEMPTS"))
+    # Run submissions allowed per client per minute (a sweep counts its runs).
+    submit_rate_per_minute: int = Field(
+        2000, ge=1, validation_alias=_env("SUBMIT_RATE_PER_MINUTE")
+    )
+    max_body_bytes: int = Field(1_000_000, ge=1024, validation_alias=_env("MAX_BODY_BYTES"))
+    # How often server-sent event streams look for new rows.
+    events_poll_seconds: float = Field(0.25, gt=0, validation_alias=_env("EVENTS_POLL_SECONDS"))
+
+    @property
+    def home_dir(self) -> Path:
+        return self.home.expanduser().resolve()
+
+    @property
+    def resolved_database_url(self) -> str:
+        return self.database_url or f"sqlite:///{self.home_dir / 'resnet-lab.db'}"
+
+    @property
+    def resolved_broker_url(self) -> str:
+        # Embedded default: Celery over a SQLite file, so one machine needs no Redis.
+        return self.broker_url or f"sqla+sqlite:///{self.home_dir / 'broker.db'}"
+
+    @property
+    def uses_embedded_broker(self) -> bool:
+        return self.broker_url is None
+
+    @property
+    def resolved_data_dir(self) -> Path:
+        return (self.data_dir or self.home_dir / "data").expanduser().resolve()
+
+    @property
+    def resolved_runs_dir(self) -> Path:
+        return (self.runs_dir or self.home_dir / "runs").expanduser().resolve()
+
+    def ensure_dirs(self) -> None:
+        for path in (self.home_dir, self.resolved_data_dir, self.resolved_runs_dir):
+            path.mkdir(parents=True, exist_ok=True)
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()

@@ -1,0 +1,201 @@
+"""The database: SQLAlchemy 2.0 models and the engine. The only module that defines tables."""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Iterator
+from datetime import datetime, timezone
+from functools import lru_cache
+
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    DateTime,
+    Float,
+    ForeignKey,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+    create_engine,
+    event,
+)
+from sqlalchemy.engine import Engine
+from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
+from sqlalchemy.types import TypeDecorator
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+class UTCDateTime(TypeDecorator):
+    """Stores naive UTC, hands back aware UTC (SQLite keeps no time zone)."""
+
+    impl = DateTime
+    cache_ok = True
+
+    def process_bind_param(self, value, dialect):
+        if value is not None and value.tzinfo is not None:
+            value = value.astimezone(timezone.utc).replace(tzinfo=None)
+        return value
+
+    def process_result_value(self, value, dialect):
+        return value.replace(tzinfo=timezone.utc) if value is not None else None
+
+
+class RunStatus(str, enum.Enum):
+    queued = "queued"
+    running = "running"
+    succeeded = "succeeded"
+    failed = "failed"
+    cancelled = "cancelled"
+    lost = "lost"
+
+
+ACTIVE = (RunStatus.queued, RunStatus.running)
+FINISHED = (RunStatus.succeeded, RunStatus.failed, RunStatus.cancelled, RunStatus.lost)
+RETRYABLE = (RunStatus.failed, RunStatus.cancelled, RunStatus.lost)
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class Sweep(Base):
+    __tablename__ = "sweeps"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(200))
+    preset: Mapped[str | None] = mapped_column(String(50))
+    base: Mapped[dict] = mapped_column(JSON)
+    grid: Mapped[dict] = mapped_column(JSON)
+    seeds: Mapped[list] = mapped_column(JSON)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class Run(Base):
+    __tablename__ = "runs"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    sweep_id: Mapped[int | None] = mapped_column(
+        ForeignKey("sweeps.id", ondelete="SET NULL"), index=True
+    )
+    status: Mapped[RunStatus] = mapped_column(String(16), index=True, default=RunStatus.queued)
+    config: Mapped[dict] = mapped_column(JSON)
+    # The study's factors, copied out of config so that lists filter and sort on columns.
+    dataset: Mapped[str] = mapped_column(String(32), index=True)
+    activation: Mapped[str] = mapped_column(String(32), index=True)
+    lr_ratio: Mapped[str] = mapped_column(String(32), index=True)
+    augmentation: Mapped[str] = mapped_column(String(32), index=True)
+    seed: Mapped[int] = mapped_column(Integer)
+
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    cancel_requested: Mapped[bool] = mapped_column(Boolean, default=False)
+    worker: Mapped[str | None] = mapped_column(String(200))
+    queued_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    started_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    heartbeat_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # Bumped on every change, so event streams can ask "what changed since".
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
+
+    epochs_done: Mapped[int] = mapped_column(Integer, default=0)
+    epochs_total: Mapped[int] = mapped_column(Integer)
+    train_seconds: Mapped[float] = mapped_column(Float, default=0.0)
+    final_test_acc: Mapped[float | None] = mapped_column(Float, index=True)
+    best_test_acc: Mapped[float | None] = mapped_column(Float, index=True)
+    best_epoch: Mapped[int | None] = mapped_column(Integer)
+    result: Mapped[dict | None] = mapped_column(JSON)
+    environment: Mapped[dict | None] = mapped_column(JSON)
+    error: Mapped[str | None] = mapped_column(Text)
+    checkpoint_path: Mapped[str | None] = mapped_column(String(500))
+
+
+class Metric(Base):
+    __tablename__ = "metrics"
+    __table_args__ = (UniqueConstraint("run_id", "epoch"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    run_id: Mapped[int] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"))
+    epoch: Mapped[int] = mapped_column(Integer)
+    lr: Mapped[float] = mapped_column(Float)
+    train_loss: Mapped[float | None] = mapped_column(Float)  # null when it diverged
+    train_acc: Mapped[float | None] = mapped_column(Float)  # null when it diverged
+    test_loss: Mapped[float | None] = mapped_column(Float)  # null when it diverged
+    test_acc: Mapped[float | None] = mapped_column(Float)  # null when it diverged
+    seconds: Mapped[float] = mapped_column(Float)
+    images_per_second: Mapped[float] = mapped_column(Float)
+
+
+class WorkerSeen(Base):
+    """Each worker process says it is alive here, every REAPER_INTERVAL."""
+
+    __tablename__ = "workers"
+
+    name: Mapped[str] = mapped_column(String(200), primary_key=True)
+    last_seen: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
+
+
+METRIC_FIELDS = (
+    "epoch",
+    "lr",
+    "train_loss",
+    "train_acc",
+    "test_loss",
+    "test_acc",
+    "seconds",
+    "images_per_second",
+)
+
+
+def _sqlite_pragmas(dbapi_connection, _record) -> None:
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.execute("PRAGMA busy_timeout=30000")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.close()
+
+
+def make_engine(url: str) -> Engine:
+    if url.startswith("sqlite"):
+        engine = create_engine(
+            url, connect_args={"check_same_thread": False, "timeout": 30}, pool_size=20
+        )
+        # pysqlite opens a transaction only at the first write, so a write never upgrades a
+        # stale read snapshot (the cause of "database is locked" in WAL); writers queue on
+        # busy_timeout instead.
+        event.listen(engine, "connect", _sqlite_pragmas)
+        return engine
+    return create_engine(url, pool_pre_ping=True)
+
+
+@lru_cache
+def engine_for(url: str) -> Engine:
+    engine = make_engine(url)
+    Base.metadata.create_all(engine)
+    return engine
+
+
+def get_engine() -> Engine:
+    from app.config import get_settings
+
+    settings = get_settings()
+    if settings.resolved_database_url.startswith("sqlite"):
+        settings.home_dir.mkdir(parents=True, exist_ok=True)
+    return engine_for(settings.resolved_database_url)
+
+
+@lru_cache
+def _sessionmaker(engine: Engine) -> sessionmaker[Session]:
+    return sessionmaker(engine, expire_on_commit=False)
+
+
+def new_session(engine: Engine | None = None) -> Session:
+    return _sessionmaker(engine or get_engine())()
+
+
+def get_session() -> Iterator[Session]:
+    with new_session() as session:
+        yield session

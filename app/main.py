@@ -1,0 +1,41 @@
+"""The FastAPI app: REST API under /api, HTML pages, events. It never trains anything."""
+
+from __future__ import annotations
+
+from contextlib import asynccontextmanager
+
+import anyio
+from fastapi import FastAPI
+
+from app.api import router as api_router
+from app.config import get_settings
+from app.db import get_engine
+from app.reaper import reap_forever
+from app.security import SecurityMiddleware
+
+
+def create_app() -> FastAPI:
+    settings = get_settings()
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI):
+        settings.ensure_dirs()
+        get_engine()  # creates the tables on first start
+        async with anyio.create_task_group() as tasks:
+            tasks.start_soon(reap_forever, settings)
+            yield
+            tasks.cancel_scope.cancel()
+
+    app = FastAPI(
+        title="ResNet Lab",
+        description="Run and compare ResNet18 training experiments. See docs/api.md.",
+        version="0.1.0",
+        lifespan=lifespan,
+    )
+    app.add_middleware(SecurityMiddleware)
+    app.include_router(api_router)
+    from app import auth, pages
+
+    app.include_router(auth.router)
+    app.include_router(pages.router)
+    return app

@@ -1,0 +1,25 @@
+"""Where a run's checkpoints live: derived from its id, always inside RUNS_DIR."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+def run_dir(runs_dir: Path, run_id: int) -> Path:
+    base = runs_dir.resolve()
+    path = (base / f"run-{int(run_id)}").resolve()
+    if base not in path.parents:
+        raise ValueError(f"run directory escapes RUNS_DIR: {path}")
+    return path
+
+
+CHECKPOINT_NAMES = ("last.pt", "prev.pt")
+
+
+def checkpoint_file(directory: Path) -> Path | None:
+    """The checkpoint a resume would start from, or None."""
+    for name in CHECKPOINT_NAMES:
+        path = directory / name
+        if path.is_file():
+            return path
+    return None

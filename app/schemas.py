@@ -1,0 +1,121 @@
+"""The API's response shapes, and the one place that turns rows into them."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+from app.db import METRIC_FIELDS, Metric, Run, RunStatus, utcnow
+from trainer.results import EpochMetrics
+
+
+class RunResultOut(BaseModel):
+    classes: list[str] = []
+    per_class_acc: list[float] = []
+    confusion_matrix: list[list[int]] = []
+    total_seconds: float = 0.0
+    stopped_early: bool = False
+    resumed_from_epoch: int = 0
+    warnings: list[str] = []
+
+
+class RunOut(BaseModel):
+    id: int
+    sweep_id: int | None
+    status: RunStatus
+    config: dict[str, Any]
+    attempts: int
+    cancel_requested: bool
+    worker: str | None
+    queued_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+    heartbeat_at: datetime | None
+    epochs_done: int
+    epochs_total: int
+    progress: float = Field(description="Finished epochs over all epochs, 0..1.")
+    duration_seconds: float | None
+    eta_seconds: float | None = Field(description="Seconds left, from the mean epoch so far.")
+    final_test_acc: float | None
+    best_test_acc: float | None
+    best_epoch: int | None
+    result: RunResultOut | None
+    environment: dict[str, Any] | None
+    error: str | None
+    has_checkpoint: bool
+
+
+class RunPage(BaseModel):
+    items: list[RunOut]
+    total: int
+    limit: int
+    offset: int
+
+
+class EpochOut(EpochMetrics):
+    # A diverged run's loss is NaN in the trainer and null here (JSON has no NaN).
+    train_loss: float | None
+    train_acc: float | None
+    test_loss: float | None
+    test_acc: float | None
+
+
+class RunMetricsOut(BaseModel):
+    run_id: int
+    epochs: list[EpochOut]
+
+
+class ManyMetricsOut(BaseModel):
+    runs: list[RunMetricsOut]
+
+
+def eta_seconds(run: Run) -> float | None:
+    if run.status != RunStatus.running or run.epochs_done == 0:
+        return None
+    per_epoch = (run.train_seconds or 0.0) / run.epochs_done
+    return max(run.epochs_total - run.epochs_done, 0) * per_epoch
+
+
+def duration_seconds(run: Run) -> float | None:
+    if run.started_at is None:
+        return None
+    end = run.finished_at or (utcnow() if run.status == RunStatus.running else None)
+    if end is None:
+        return run.train_seconds or None
+    return max((end - run.started_at).total_seconds(), 0.0)
+
+
+def run_out(run: Run, *, with_result: bool = True) -> dict[str, Any]:
+    """A run as the API shows it (a dict: list endpoints skip model validation for speed)."""
+    return {
+        "id": run.id,
+        "sweep_id": run.sweep_id,
+        "status": RunStatus(run.status).value,
+        "config": run.config,
+        "attempts": run.attempts,
+        "cancel_requested": run.cancel_requested,
+        "worker": run.worker,
+        "queued_at": run.queued_at,
+        "started_at": run.started_at,
+        "finished_at": run.finished_at,
+        "heartbeat_at": run.heartbeat_at,
+        "epochs_done": run.epochs_done,
+        "epochs_total": run.epochs_total,
+        "progress": min(run.epochs_done / run.epochs_total, 1.0) if run.epochs_total else 0.0,
+        "duration_seconds": duration_seconds(run),
+        "eta_seconds": eta_seconds(run),
+        "final_test_acc": run.final_test_acc,
+        "best_test_acc": run.best_test_acc,
+        "best_epoch": run.best_epoch,
+        "result": run.result if with_result else None,
+        "environment": run.environment,
+        "error": run.error,
+        # A checkpoint is written after every epoch, so one exists once an epoch is done.
+        "has_checkpoint": bool(run.checkpoint_path) and run.epochs_done > 0,
+    }
+
+
+def metric_out(metric: Metric) -> dict[str, Any]:
+    return {name: getattr(metric, name) for name in METRIC_FIELDS}

@@ -1,0 +1,159 @@
+"""Sweep statistics: per-cell mean, spread, confidence interval and tests, with scipy."""
+
+from __future__ import annotations
+
+import math
+from collections import Counter, defaultdict
+from collections.abc import Sequence
+from typing import Any
+
+from scipy import special
+
+from app.db import RunStatus
+from app.grid import paper_figure
+
+
+# Student's t through scipy.special's ufuncs (stdtr, stdtrit): the same figures as
+# scipy.stats.ttest_ind / ttest_1samp / t.ppf, without their per-call overhead, which
+# dominated a 108-run sweep summary (tests/app/test_stats.py checks they agree).
+
+
+def describe(values: Sequence[float]) -> dict[str, Any]:
+    n = len(values)
+    if n == 0:
+        return {"n": 0, "mean": None, "std": None, "ci95": None}
+    mean = math.fsum(values) / n
+    if n < 2:
+        return {"n": 1, "mean": mean, "std": None, "ci95": None}
+    std = _std(values, mean)
+    half = float(special.stdtrit(n - 1, 0.975)) * std / math.sqrt(n)
+    return {"n": n, "mean": mean, "std": std, "ci95": [mean - half, mean + half]}
+
+
+def _std(values: Sequence[float], mean: float) -> float:
+    return math.sqrt(math.fsum((v - mean) ** 2 for v in values) / (len(values) - 1))
+
+
+def _two_sided(t: float, df: float) -> float | None:
+    if math.isnan(t) or math.isnan(df):
+        return None
+    return float(2 * special.stdtr(df, -abs(t)))
+
+
+def welch_p(a: Sequence[float], b: Sequence[float]) -> float | None:
+    """Welch's t-test (unequal variances), two-sided; None where undefined."""
+    if len(a) < 2 or len(b) < 2:
+        return None
+    ma, mb = math.fsum(a) / len(a), math.fsum(b) / len(b)
+    va, vb = _std(a, ma) ** 2 / len(a), _std(b, mb) ** 2 / len(b)
+    if va + vb == 0:
+        return None if ma == mb else 0.0
+    t = (ma - mb) / math.sqrt(va + vb)
+    df = (va + vb) ** 2 / (va**2 / (len(a) - 1) + vb**2 / (len(b) - 1))
+    return _two_sided(t, df)
+
+
+def one_sample_p(values: Sequence[float], target: float) -> float | None:
+    """One-sample t-test of the mean against `target`, two-sided."""
+    n = len(values)
+    if n < 2:
+        return None
+    mean = math.fsum(values) / n
+    std = _std(values, mean)
+    if std == 0:
+        return None if mean == target else 0.0
+    return _two_sided((mean - target) / (std / math.sqrt(n)), n - 1)
+
+
+def _mean(values: Sequence[float]) -> float | None:
+    return math.fsum(values) / len(values) if values else None
+
+
+def cell_key(config: dict[str, Any], factors: Sequence[str]) -> tuple:
+    return tuple(config.get(f) for f in factors)
+
+
+def summarize(
+    runs: Sequence[dict[str, Any]], factors: Sequence[str], baseline: dict[str, Any] | None
+) -> dict[str, Any]:
+    """`runs` are dicts with config, status, final_test_acc, epochs_done, epochs_total,
+    train_seconds. Cells pool seeds; only succeeded runs count towards the statistics."""
+    groups: dict[tuple, list[dict[str, Any]]] = defaultdict(list)
+    for run in runs:
+        groups[cell_key(run["config"], factors)].append(run)
+
+    def accs(members: list[dict[str, Any]]) -> list[float]:
+        return [
+            m["final_test_acc"]
+            for m in members
+            if m["status"] == RunStatus.succeeded.value and m["final_test_acc"] is not None
+        ]
+
+    base_key = cell_key(baseline, factors) if baseline else next(iter(groups), None)
+    base_accs = accs(groups.get(base_key, []))
+    base_mean = _mean(base_accs)
+
+    cells = []
+    for key, members in groups.items():
+        values = accs(members)
+        cell = {
+            "key": dict(zip(factors, key)),
+            "run_ids": [m["id"] for m in members],
+            "statuses": dict(Counter(m["status"] for m in members)),
+            **describe(values),
+            "is_baseline": key == base_key,
+            "diff_from_baseline": None,
+            "p_value": None,
+        }
+        if values and base_mean is not None:
+            cell["diff_from_baseline"] = cell["mean"] - base_mean
+            cell["p_value"] = None if key == base_key else welch_p(values, base_accs)
+        paper = paper_figure(members[0]["config"])
+        cell["paper_test_acc"] = paper
+        cell["diff_from_paper"] = (
+            cell["mean"] - paper if paper is not None and values else None
+        )
+        cell["paper_p_value"] = one_sample_p(values, paper) if paper is not None else None
+        cells.append(cell)
+
+    marginals = {}
+    for i, factor in enumerate(factors):
+        by_value: dict[Any, list[float]] = defaultdict(list)
+        for key, members in groups.items():
+            by_value[key[i]].extend(accs(members))
+        marginals[factor] = [
+            {"value": value, **{k: v for k, v in describe(vals).items() if k != "ci95"}}
+            for value, vals in by_value.items()
+        ]
+
+    return {
+        "baseline": dict(zip(factors, base_key)) if base_key is not None else None,
+        "cells": cells,
+        "marginals": marginals,
+        **progress(runs),
+    }
+
+
+def progress(runs: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """Counts, fraction of epochs done, and an ETA from the epochs timed so far."""
+    counts = Counter(r["status"] for r in runs)
+    total_epochs = sum(r["epochs_total"] for r in runs) or 1
+    finished = {s.value for s in RunStatus} - {"queued", "running"}
+    done_epochs = sum(
+        r["epochs_total"] if r["status"] in finished else r["epochs_done"] for r in runs
+    )
+    timed_epochs = sum(r["epochs_done"] for r in runs)
+    timed_seconds = sum(r["train_seconds"] or 0.0 for r in runs)
+    eta = None
+    left = total_epochs - done_epochs
+    active = counts.get("queued", 0) + counts.get("running", 0)
+    if active and timed_epochs:
+        # Runs go in parallel on as many workers as are busy now (at least one).
+        parallel = max(counts.get("running", 0), 1)
+        eta = left * (timed_seconds / timed_epochs) / parallel
+    return {
+        "counts": {s.value: counts.get(s.value, 0) for s in RunStatus},
+        "total_runs": len(runs),
+        "progress": min(done_epochs / total_epochs, 1.0),
+        "eta_seconds": eta if active else (0.0 if runs else None),
+    }

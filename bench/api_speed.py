@@ -1,0 +1,182 @@
+"""API latency with a full database, over HTTP to the app as `resnet-lab serve` runs it.
+
+What: fills a temporary SQLite database with 10,000 finished runs of 200 epochs each
+(2,000,000 metric rows; 108 of the runs form the report's sweep with 3 seeds), starts
+`resnet-lab serve --workers 0` on it, and prints p50/p95 latency of
+  - the runs list (a page of 50 sorted by final accuracy),
+  - one run's metrics (200 epochs),
+  - curves of 36 runs in one call,
+  - the 108-run sweep summary (per-cell mean, std, CI, Welch tests),
+against a baseline measured in the same run: the cheapest JSON endpoint (`/api/presets`),
+i.e. the HTTP stack's own floor. Also prints how soon /healthz answered after start, the
+web process's resident memory, and checks that it never loaded torch.
+Targets (development machine, 2 cores): p95 <= 50 ms each; RSS < 200 MB; /healthz < 3 s.
+
+Rerun: .venv/bin/python bench/api_speed.py [--runs 10000] [--epochs 200] [--requests 200]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import random
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+import psutil
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+TARGET_MS = 50.0
+
+
+def fill(home: Path, runs: int, epochs: int) -> tuple[int, list[int]]:
+    os.environ["RESNET_LAB_HOME"] = str(home)
+    from sqlalchemy import insert
+
+    from app import lifecycle
+    from app.config import get_settings
+    from app.db import Metric, Run, get_engine, new_session
+    from app.grid import SweepRequest, expand
+
+    get_settings.cache_clear()
+    engine = get_engine()
+    rng = random.Random(0)
+    with new_session(engine) as session:
+        sweep, sweep_runs = lifecycle.create_sweep(
+            session,
+            name="report",
+            preset="report",
+            base={},
+            grid=SweepRequest(preset="report").resolved_grid(),
+            seeds=[0, 1, 2],
+            configs=expand(SweepRequest(preset="report", seeds=[0, 1, 2])),
+        )
+        cells = expand(SweepRequest(preset="report", seeds=[0]))
+        others = [
+            lifecycle.new_run(cells[i % len(cells)].model_copy(update={"seed": 3 + i}))
+            for i in range(runs - len(sweep_runs))
+        ]
+        session.add_all(others)
+        session.commit()
+        all_ids = [r.id for r in sweep_runs] + [r.id for r in others]
+        for start in range(0, len(all_ids), 500):
+            ids = all_ids[start : start + 500]
+            rows = []
+            finals = {}
+            for run_id in ids:
+                acc = 0.1
+                for epoch in range(1, epochs + 1):
+                    acc = min(acc + rng.random() * 0.01, 0.99)
+                    rows.append(
+                        dict(run_id=run_id, epoch=epoch, lr=0.1, train_loss=1 - acc,
+                             train_acc=acc, test_loss=1 - acc, test_acc=acc, seconds=10.0,
+                             images_per_second=5000.0)
+                    )
+                finals[run_id] = acc
+            session.execute(insert(Metric), rows)
+            for run_id in ids:
+                session.execute(
+                    Run.__table__.update()
+                    .where(Run.id == run_id)
+                    .values(status="succeeded", epochs_done=epochs, final_test_acc=finals[run_id],
+                            best_test_acc=finals[run_id], best_epoch=epochs,
+                            train_seconds=10.0 * epochs)
+                )
+            session.commit()
+    return sweep.id, [r.id for r in sweep_runs]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def measure(client: httpx.Client, url: str, n: int) -> tuple[float, float]:
+    for _ in range(5):
+        client.get(url).raise_for_status()
+    times = []
+    for _ in range(n):
+        t0 = time.perf_counter()
+        client.get(url).raise_for_status()
+        times.append((time.perf_counter() - t0) * 1000)
+    times.sort()
+    return statistics.median(times), times[int(0.95 * (len(times) - 1))]
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=10_000)
+    parser.add_argument("--epochs", type=int, default=200)
+    parser.add_argument("--requests", type=int, default=200)
+    args = parser.parse_args()
+
+    with tempfile.TemporaryDirectory() as tmp:
+        home = Path(tmp)
+        t0 = time.perf_counter()
+        sweep_id, sweep_ids = fill(home, args.runs, args.epochs)
+        print(f"filled {args.runs} runs x {args.epochs} epochs in {time.perf_counter() - t0:.1f}s")
+
+        port = free_port()
+        env = {**os.environ, "RESNET_LAB_HOME": str(home)}
+        env.pop("BROKER_URL", None)
+        started = time.perf_counter()
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "app.cli", "serve", "--workers", "0", "--port", str(port),
+             "--loglevel", "warning"],
+            env=env, cwd=ROOT, start_new_session=True,
+        )
+        base = f"http://127.0.0.1:{port}"
+        try:
+            with httpx.Client(base_url=base, timeout=30) as client:
+                while True:
+                    try:
+                        if client.get("/healthz").status_code == 200:
+                            break
+                    except httpx.HTTPError:
+                        pass
+                    if time.perf_counter() - started > 30:
+                        raise SystemExit("serve did not answer /healthz within 30 s")
+                    time.sleep(0.02)
+                health_s = time.perf_counter() - started
+                curves = ",".join(map(str, sweep_ids[:36]))
+                cases = [
+                    ("baseline: /api/presets", "/api/presets"),
+                    ("runs list, 50 by final acc", "/api/runs?sort=-final_test_acc&limit=50"),
+                    ("one run's metrics", f"/api/runs/{sweep_ids[0]}/metrics"),
+                    ("curves of 36 runs", f"/api/metrics?run_ids={curves}"),
+                    ("108-run sweep summary", f"/api/sweeps/{sweep_id}"),
+                ]
+                results = [(name, *measure(client, url, args.requests)) for name, url in cases]
+            process = psutil.Process(proc.pid)
+            rss_mb = process.memory_info().rss / 2**20
+            maps = Path(f"/proc/{proc.pid}/maps").read_text()
+            torch_loaded = "libtorch" in maps
+        finally:
+            os.killpg(proc.pid, signal.SIGTERM)
+            proc.wait(timeout=30)
+
+    floor = results[0][2]
+    print(f"\n{'endpoint':32} {'p50 ms':>8} {'p95 ms':>8} {'p95/baseline':>13} {'p95/target':>11}")
+    ok = True
+    for name, p50, p95 in results:
+        print(f"{name:32} {p50:8.1f} {p95:8.1f} {p95 / floor:13.1f} {p95 / TARGET_MS:11.2f}")
+        ok &= p95 <= TARGET_MS
+    print(f"\n/healthz answered {health_s:.2f}s after start (target < 3 s)")
+    print(f"web process RSS {rss_mb:.0f} MB (target < 200 MB); torch loaded: {torch_loaded}")
+    ok &= health_s < 3 and rss_mb < 200 and not torch_loaded
+    print("all targets met" if ok else "TARGET MISSED")
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,179 @@
+"""The REST API over a real SQLite file, without workers (the queue is the SQLite broker)."""
+
+from __future__ import annotations
+
+import pytest
+from sqlalchemy import func, select
+
+from app import lifecycle
+from app.db import Metric, Run, new_session
+from tests.conftest import TINY
+from trainer.results import EpochMetrics
+
+
+@pytest.fixture
+def api(make_service):
+    return make_service(None).client
+
+
+def count_runs() -> int:
+    with new_session() as session:
+        return session.scalar(select(func.count(Run.id)))
+
+
+def test_post_run_stores_validated_config_with_defaults(api):
+    response = api.post("/api/runs", json={"activation": "tanh"})
+    assert response.status_code == 201
+    run = response.json()
+    assert run["status"] == "queued"
+    assert run["config"]["activation"] == "tanh"
+    assert run["config"]["epochs"] == 200 and run["config"]["lr_ratio"] == "2:1:1"
+    assert api.get(f"/api/runs/{run['id']}").json()["config"] == run["config"]
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({"lr_ratio": "2:1"}, "lr_ratio"),
+        ({"lr_ratio": "0:1:1"}, "lr_ratio"),
+        ({"activation": "gelu"}, "activation"),
+        ({"epochs": 0}, "epochs"),
+        ({"epochs": "many"}, "epochs"),
+        ({"lr": -1}, "lr"),
+        ({"width": 10_000}, "width"),
+        ({"colour": "red"}, "colour"),
+        ({"augmentation": None}, "augmentation"),
+    ],
+)
+def test_bad_config_is_refused_with_422_naming_the_field_and_nothing_stored(api, body, field):
+    response = api.post("/api/runs", json=body)
+    assert response.status_code == 422
+    assert any(err["loc"][-1] == field for err in response.json()["detail"]), response.text
+    assert count_runs() == 0
+
+
+def test_unknown_run_is_404_and_non_numeric_id_is_422(api):
+    assert api.get("/api/runs/12345").status_code == 404
+    assert api.post("/api/runs/12345/cancel").status_code == 404
+    assert api.get("/api/runs/abc").status_code == 422
+
+
+def test_cancel_of_queued_run_is_immediate_and_second_cancel_is_409(api):
+    run_id = api.post("/api/runs", json=TINY).json()["id"]
+    assert api.post(f"/api/runs/{run_id}/cancel").json()["status"] == "cancelled"
+    assert api.post(f"/api/runs/{run_id}/cancel").status_code == 409
+    assert api.post(f"/api/runs/{run_id}/retry").json()["status"] == "queued"
+    assert api.post(f"/api/runs/{run_id}/retry").status_code == 409
+
+
+def test_delete_is_refused_while_queued_and_removes_finished_runs_with_metrics(api):
+    run_id = api.post("/api/runs", json=TINY).json()["id"]
+    assert api.delete(f"/api/runs/{run_id}").status_code == 409
+    with new_session() as session:
+        lifecycle.record_epoch(session, run_id, epoch_row(1, 0.5))
+    api.post(f"/api/runs/{run_id}/cancel")
+    assert api.delete(f"/api/runs/{run_id}").status_code == 204
+    assert api.get(f"/api/runs/{run_id}").status_code == 404
+    with new_session() as session:
+        assert session.scalar(select(func.count(Metric.id))) == 0
+
+
+def epoch_row(epoch: int, acc: float) -> EpochMetrics:
+    return EpochMetrics(
+        epoch=epoch, lr=0.1, train_loss=1.0, train_acc=acc, test_loss=1.0, test_acc=acc,
+        seconds=2.0, images_per_second=100.0,
+    )
+
+
+def test_recording_an_epoch_twice_keeps_one_row_with_the_latest_values(api):
+    run_id = api.post("/api/runs", json=TINY).json()["id"]
+    with new_session() as session:
+        lifecycle.record_epoch(session, run_id, epoch_row(1, 0.3))
+        lifecycle.record_epoch(session, run_id, epoch_row(1, 0.4))
+        lifecycle.record_epoch(session, run_id, epoch_row(2, 0.2))
+    epochs = api.get(f"/api/runs/{run_id}/metrics").json()["epochs"]
+    assert [(e["epoch"], e["test_acc"]) for e in epochs] == [(1, 0.4), (2, 0.2)]
+    run = api.get(f"/api/runs/{run_id}").json()
+    assert run["epochs_done"] == 2 and run["best_test_acc"] == 0.4 and run["best_epoch"] == 1
+
+
+def test_runs_list_sorts_filters_and_paginates(api):
+    ids = [api.post("/api/runs", json={**TINY, "activation": a}).json()["id"]
+           for a in ("relu", "tanh", "relu", "sigmoid")]
+    with new_session() as session:
+        for run_id, acc in zip(ids, (0.5, 0.9, 0.7, 0.1)):
+            lifecycle.record_epoch(session, run_id, epoch_row(1, acc))
+    page = api.get("/api/runs", params={"sort": "-best_test_acc", "limit": 2}).json()
+    assert page["total"] == 4
+    assert [r["id"] for r in page["items"]] == [ids[1], ids[2]]
+    page = api.get("/api/runs", params={"sort": "-best_test_acc", "limit": 2, "offset": 2}).json()
+    assert [r["id"] for r in page["items"]] == [ids[0], ids[3]]
+    relu = api.get("/api/runs", params={"activation": "relu"}).json()
+    assert {r["id"] for r in relu["items"]} == {ids[0], ids[2]}
+    assert api.get("/api/runs", params={"sort": "nonsense"}).status_code == 422
+    curves = api.get("/api/metrics", params={"run_ids": f"{ids[0]},{ids[1]},999"}).json()
+    assert [c["run_id"] for c in curves["runs"]] == [ids[0], ids[1]]
+    assert api.get("/api/metrics", params={"run_ids": "1,x"}).status_code == 422
+
+
+def test_report_preset_creates_36_cells_times_seeds(api):
+    response = api.post("/api/sweeps", json={"preset": "report", "seeds": [0, 1, 2]})
+    assert response.status_code == 201
+    sweep = response.json()
+    assert len(sweep["run_ids"]) == 108
+    summary = api.get(f"/api/sweeps/{sweep['id']}").json()
+    assert len(summary["cells"]) == 36
+    best = next(c for c in summary["cells"] if c["key"] == {
+        "lr_ratio": "5:4:1", "activation": "relu", "augmentation": "crop_flip"})
+    assert best["paper_test_acc"] == pytest.approx(0.9514)
+    assert summary["baseline"] == {
+        "lr_ratio": "2:1:1", "activation": "relu", "augmentation": "crop_flip"}
+
+
+@pytest.mark.parametrize(
+    ("body", "where"),
+    [
+        ({"grid": {"activation": ["relu", "swish"]}}, "grid"),
+        ({"grid": {"nonsense": [1]}}, "grid"),
+        ({"grid": {"activation": []}}, "grid"),
+        ({"base": {"epochs": -3}, "grid": {"activation": ["relu"]}}, "base"),
+        ({"preset": "paper"}, "preset"),
+        ({"grid": {"activation": ["relu"]}, "seeds": []}, "seeds"),
+        ({"grid": {"width": list(range(1, 101)), "epochs": list(range(1, 101))}}, "grid"),
+    ],
+)
+def test_bad_sweeps_are_refused_naming_the_part_and_nothing_is_stored(api, body, where):
+    response = api.post("/api/sweeps", json=body)
+    assert response.status_code == 422, response.text
+    assert any(where in map(str, err["loc"]) for err in response.json()["detail"]), response.text
+    assert count_runs() == 0
+
+
+def test_sweep_summary_pools_seeds_and_tests_against_the_baseline(api):
+    body = {"base": TINY, "grid": {"activation": ["relu", "tanh"]}, "seeds": [0, 1, 2]}
+    sweep = api.post("/api/sweeps", json=body).json()
+    with new_session() as session:
+        runs = session.scalars(select(Run).where(Run.sweep_id == sweep["id"])).all()
+        for run, acc in zip(runs, (0.90, 0.91, 0.92, 0.50, 0.52, 0.51)):
+            run.status, run.final_test_acc = "succeeded", acc
+        session.commit()
+    summary = api.get(f"/api/sweeps/{sweep['id']}", params={"baseline": "activation:relu"}).json()
+    cells = {c["key"]["activation"]: c for c in summary["cells"]}
+    assert cells["relu"]["is_baseline"] and cells["relu"]["n"] == 3
+    assert cells["relu"]["mean"] == pytest.approx(0.91)
+    assert cells["relu"]["std"] == pytest.approx(0.01)
+    assert cells["tanh"]["diff_from_baseline"] == pytest.approx(0.51 - 0.91)
+    assert cells["tanh"]["p_value"] < 0.001
+    assert summary["progress"] == 1.0 and summary["counts"]["succeeded"] == 6
+    assert api.get(f"/api/sweeps/{sweep['id']}", params={"baseline": "width:3"}).status_code == 422
+
+
+def test_healthz_reports_database_and_broker(api):
+    body = api.get("/healthz").json()
+    assert body["ok"] and body["database"] and body["broker"]
+
+
+def test_cross_site_post_is_refused(api):
+    response = api.post("/api/runs", json=TINY, headers={"Origin": "http://evil.example"})
+    assert response.status_code == 403
+    assert count_runs() == 0

@@ -1,0 +1,221 @@
+"""Shared fixtures: a temporary home (SQLite file), a real Redis, real worker processes."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+# Tiny, real training: scikit-learn's digits at width 4 takes a second or two per epoch.
+TINY = {
+    "dataset": "digits",
+    "width": 4,
+    "epochs": 2,
+    "batch_size": 64,
+    "train_limit": 256,
+    "test_limit": 128,
+    "augmentation": "none",
+}
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_for(predicate: Callable[[], object], timeout: float, what: str, every: float = 0.1):
+    """Polls `predicate` until it returns something truthy; fails the test after timeout."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(every)
+
+
+class RedisServer:
+    def __init__(self, directory: Path, port: int | None = None):
+        self.port = port or free_port()
+        self.directory = directory
+        self.proc: subprocess.Popen | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> None:
+        self.directory.mkdir(parents=True, exist_ok=True)
+        self.proc = subprocess.Popen(
+            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
+             "--appendonly", "yes", "--appendfsync", "always", "--dir", str(self.directory)],
+            stdout=subprocess.DEVNULL,
+        )
+        wait_for(self._answers, 10, "redis to answer")
+
+    def _answers(self) -> bool:
+        try:
+            with socket.create_connection(("127.0.0.1", self.port), timeout=0.5) as s:
+                s.sendall(b"PING\r\n")
+                return s.recv(16).startswith(b"+PONG")
+        except OSError:
+            return False
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            self.proc.wait(timeout=10)
+
+
+@pytest.fixture(scope="session")
+def redis_url(tmp_path_factory) -> Iterator[str]:
+    """REDIS_URL when the test script started one (.ci/run does), else our own server."""
+    if os.environ.get("REDIS_URL"):
+        yield os.environ["REDIS_URL"]
+        return
+    if not shutil.which("redis-server"):
+        pytest.fail("redis-server is not installed: run `make system-deps`")
+    server = RedisServer(tmp_path_factory.mktemp("redis"))
+    server.start()
+    yield server.url
+    server.stop()
+
+
+def service_env(home: Path, broker_url: str | None, **extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k not in ("BROKER_URL", "DATABASE_URL")}
+    env.update(
+        RESNET_LAB_HOME=str(home),
+        DATA_DIR=str(home / "data"),
+        # Fast failure detection so fault tests finish in seconds.
+        HEARTBEAT_INTERVAL="0.5",
+        HEARTBEAT_TIMEOUT="3",
+        REAPER_INTERVAL="1",
+        EVENTS_POLL_SECONDS="0.1",
+        PYTHONUNBUFFERED="1",
+        OMP_NUM_THREADS="1",
+    )
+    if broker_url:
+        env["BROKER_URL"] = broker_url
+    env.update(extra)
+    return env
+
+
+class Service:
+    """A temporary installation: its env, an in-process API client, worker processes."""
+
+    def __init__(self, home: Path, env: dict[str, str]):
+        self.home = home
+        self.env = env
+        self.workers: list[subprocess.Popen] = []
+        self.client = None
+
+    def start_worker(self, name: str | None = None) -> subprocess.Popen:
+        name = name or f"w{len(self.workers)}@test"
+        log = open(self.home / f"{name.split('@')[0]}.log", "ab")
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "app.cli", "worker", "--name", name, "--loglevel", "info"],
+            env=self.env,
+            cwd=ROOT,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        self.workers.append(proc)
+        return proc
+
+    def kill_worker(self, proc: subprocess.Popen) -> None:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=10)
+
+    def run(self, run_id: int) -> dict:
+        response = self.client.get(f"/api/runs/{run_id}")
+        assert response.status_code == 200, response.text
+        return response.json()
+
+    def wait_status(self, run_id: int, statuses: set[str], timeout: float = 120) -> dict:
+        return wait_for(
+            lambda: (r := self.run(run_id))["status"] in statuses and r,
+            timeout,
+            f"run {run_id} to reach {statuses} (log: {self.logs()})",
+        )
+
+    def metrics(self, run_id: int) -> list[dict]:
+        return self.client.get(f"/api/runs/{run_id}/metrics").json()["epochs"]
+
+    def logs(self) -> str:
+        out = []
+        for path in sorted(self.home.glob("*.log")):
+            out.append(f"--- {path.name}\n{path.read_text(errors='replace')[-3000:]}")
+        return "\n".join(out)
+
+    def close(self) -> None:
+        for proc in self.workers:
+            if proc.poll() is None:
+                try:
+                    os.killpg(proc.pid, signal.SIGTERM)
+                    proc.wait(timeout=20)
+                except (subprocess.TimeoutExpired, ProcessLookupError):
+                    os.killpg(proc.pid, signal.SIGKILL)
+                    proc.wait()
+
+
+def _configure_process(monkeypatch, env: dict[str, str]) -> None:
+    """Points this process's settings at the service (the API runs in-process)."""
+    from app.config import get_settings
+
+    for key in ("BROKER_URL", "DATABASE_URL"):
+        monkeypatch.delenv(key, raising=False)
+    for key, value in env.items():
+        if os.environ.get(key) != value:
+            monkeypatch.setenv(key, value)
+    get_settings.cache_clear()
+
+
+@pytest.fixture
+def make_service(tmp_path, monkeypatch) -> Iterator[Callable[..., Service]]:
+    from fastapi.testclient import TestClient
+
+    services: list[tuple[Service, TestClient]] = []
+
+    def make(broker_url: str | None, **extra: str) -> Service:
+        home = tmp_path / f"home{len(services)}"
+        home.mkdir()
+        env = service_env(home, broker_url, **extra)
+        _configure_process(monkeypatch, env)
+        from app.main import create_app
+
+        service = Service(home, env)
+        client = TestClient(create_app())
+        client.__enter__()
+        service.client = client
+        services.append((service, client))
+        return service
+
+    yield make
+    for service, client in services:
+        service.close()
+        client.__exit__(None, None, None)
+    from app.config import get_settings
+
+    get_settings.cache_clear()
+
+
+@pytest.fixture
+def service(make_service, redis_url) -> Service:
+    """Redis-brokered installation with no worker yet (tests start their own)."""
+    import redis
+
+    redis.Redis.from_url(redis_url).flushdb()
+    return make_service(redis_url)

@@ -1,0 +1,122 @@
+"""The service end to end: real Redis, real Celery worker processes, a real SQLite file."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from tests.conftest import TINY, wait_for
+
+pytestmark = pytest.mark.integration
+
+
+def submit(service, **overrides) -> int:
+    response = service.client.post("/api/runs", json={**TINY, **overrides})
+    assert response.status_code == 201, response.text
+    return response.json()["id"]
+
+
+def test_tiny_run_goes_queued_running_succeeded_with_one_row_per_epoch(service):
+    run_id = submit(service, epochs=2, train_limit=512)
+    assert service.run(run_id)["status"] == "queued"
+    service.start_worker()
+
+    seen = []
+
+    def finished():
+        status = service.run(run_id)["status"]
+        if not seen or seen[-1] != status:
+            seen.append(status)
+        return status in ("succeeded", "failed")
+
+    wait_for(finished, 120, "the run to finish", every=0.05)
+    run = service.run(run_id)
+    assert seen[0] == "queued" and "running" in seen and seen[-1] == "succeeded", seen
+    epochs = service.metrics(run_id)
+    assert [e["epoch"] for e in epochs] == [1, 2]
+    assert run["final_test_acc"] == epochs[-1]["test_acc"]
+    assert run["best_test_acc"] == max(e["test_acc"] for e in epochs)
+    assert run["attempts"] == 1 and run["started_at"] and run["finished_at"]
+    assert len(run["result"]["confusion_matrix"]) == 10
+    assert sum(map(sum, run["result"]["confusion_matrix"])) == TINY["test_limit"]
+    assert run["environment"]["torch"]
+
+
+def test_sweep_2x2_with_two_seeds_finishes_with_mean_and_spread_per_cell(service):
+    body = {
+        "name": "tiny grid",
+        "base": {**TINY, "epochs": 1},
+        "grid": {"activation": ["relu", "tanh"], "lr_ratio": ["2:1:1", "5:4:1"]},
+        "seeds": [0, 1],
+    }
+    response = service.client.post("/api/sweeps", json=body)
+    assert response.status_code == 201, response.text
+    sweep = response.json()
+    assert len(sweep["run_ids"]) == 8
+    service.start_worker()
+    service.start_worker()
+
+    def done():
+        s = service.client.get(f"/api/sweeps/{sweep['id']}").json()
+        return s["counts"]["succeeded"] == 8 and s
+
+    summary = wait_for(done, 240, "the sweep to finish")
+    assert summary["progress"] == 1.0
+    assert len(summary["cells"]) == 4
+    for cell in summary["cells"]:
+        assert cell["n"] == 2
+        assert 0 <= cell["mean"] <= 1
+        assert cell["std"] is not None and cell["ci95"][0] <= cell["mean"] <= cell["ci95"][1]
+    finals = {r: service.run(r)["final_test_acc"] for r in sweep["run_ids"]}
+    relu_211 = next(
+        c for c in summary["cells"] if c["key"] == {"activation": "relu", "lr_ratio": "2:1:1"}
+    )
+    expected = sum(finals[r] for r in relu_211["run_ids"]) / 2
+    assert relu_211["mean"] == pytest.approx(expected)
+    csv = service.client.get(f"/api/sweeps/{sweep['id']}.csv")
+    assert csv.status_code == 200 and len(csv.text.strip().splitlines()) == 9
+
+
+def test_cancel_stops_a_running_run_within_seconds_and_worker_takes_the_next(service):
+    long_id = submit(service, epochs=200, train_limit=1024, width=8)
+    next_id = submit(service)
+    service.start_worker()
+    wait_for(lambda: service.run(long_id)["epochs_done"] >= 1, 120, "the first epoch")
+
+    response = service.client.post(f"/api/runs/{long_id}/cancel")
+    assert response.status_code == 200
+    asked = time.monotonic()
+    service.wait_status(long_id, {"cancelled"}, timeout=30)
+    assert time.monotonic() - asked < 15
+    assert service.run(long_id)["epochs_done"] < 200
+
+    assert service.wait_status(next_id, {"succeeded"})["status"] == "succeeded"
+    assert service.client.post(f"/api/runs/{long_id}/cancel").status_code == 409
+
+
+def test_sigkill_of_worker_mid_run_then_new_worker_finishes_with_every_epoch_once(service):
+    run_id = submit(service, epochs=6, train_limit=1024, width=8)
+    first = service.start_worker()
+    wait_for(lambda: service.run(run_id)["epochs_done"] >= 2, 120, "two epochs")
+    service.kill_worker(first)
+    assert service.run(run_id)["status"] == "running"
+
+    service.start_worker()
+    run = service.wait_status(run_id, {"succeeded", "failed"}, timeout=180)
+    assert run["status"] == "succeeded", run["error"]
+    epochs = [e["epoch"] for e in service.metrics(run_id)]
+    assert epochs == [1, 2, 3, 4, 5, 6]
+    assert run["attempts"] == 2
+    assert run["result"]["resumed_from_epoch"] >= 2
+
+
+def test_trainer_exception_fails_the_run_and_the_worker_takes_the_next(service):
+    # Offline, with no CIFAR-10 files in DATA_DIR, the trainer raises.
+    bad_id = submit(service, dataset="cifar10")
+    good_id = submit(service)
+    service.start_worker()
+    bad = service.wait_status(bad_id, {"failed", "succeeded"})
+    assert bad["status"] == "failed"
+    assert "cifar-10-python.tar.gz" in bad["error"]
+    assert service.wait_status(good_id, {"succeeded", "failed"})["status"] == "succeeded"

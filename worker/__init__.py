@@ -1,0 +1,1 @@
+"""ResNet Lab's Celery worker: one task that trains one run through `trainer.train`."""

@@ -1,0 +1,59 @@
+"""The Celery app and its settings. Start a worker with `resnet-lab worker` or
+`celery -A worker.celery_app worker --pool solo`."""
+
+from __future__ import annotations
+
+from celery import Celery
+from kombu.transport import sqlalchemy as kombu_sqlalchemy
+
+from app.config import get_settings
+
+# The embedded SQLite broker polls; its transport options go to create_engine, so the
+# interval is set on the class. A tenth of a second keeps the queue feeling instant.
+kombu_sqlalchemy.Transport.polling_interval = 0.1
+
+TRAIN_TASK = "worker.tasks.train_run"
+QUEUE = "runs"
+
+
+def make_celery() -> Celery:
+    settings = get_settings()
+    if settings.uses_embedded_broker:
+        settings.home_dir.mkdir(parents=True, exist_ok=True)
+    app = Celery("resnet_lab", broker=settings.resolved_broker_url, include=["worker.tasks"])
+    app.conf.update(
+        task_serializer="json",
+        accept_content=["json"],
+        result_serializer="json",
+        task_ignore_result=True,
+        task_default_queue=QUEUE,
+        # A run is acknowledged only once it is over, and a worker takes one at a time.
+        task_acks_late=True,
+        task_reject_on_worker_lost=True,
+        worker_prefetch_multiplier=1,
+        worker_concurrency=1,
+        worker_cancel_long_running_tasks_on_connection_loss=True,
+        broker_connection_retry_on_startup=True,
+        broker_transport_options={
+            # Longer than any run: Redis must not hand a running task to a second worker.
+            # Crashed workers' runs are recovered through heartbeats instead (worker.recovery).
+            "visibility_timeout": 7 * 24 * 3600,
+        },
+        worker_hijack_root_logger=False,
+    )
+    if settings.uses_embedded_broker:
+        app.conf.broker_transport_options = {"connect_args": {"timeout": 30}}
+    return app
+
+
+celery_app = make_celery()
+app = celery_app
+
+
+def _connect_recovery() -> None:
+    from worker.recovery import connect_signals
+
+    connect_signals()
+
+
+_connect_recovery()

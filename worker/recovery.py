@@ -1,0 +1,73 @@
+"""Resumes runs whose worker died: a crashed worker loses no finished epoch.
+
+Every live worker looks, at start and then every REAPER_INTERVAL, for runs that are lost
+or whose heartbeat has gone stale, puts them back in the queue (compare-and-set, so one
+worker wins) and sends their task; whoever takes it resumes from the last checkpoint.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+
+from sqlalchemy import or_
+
+from app import lifecycle
+from app.config import get_settings
+from app.db import Run, RunStatus, new_session
+from app.queue import enqueue
+
+log = logging.getLogger(__name__)
+
+
+def recover_once() -> list[int]:
+    settings = get_settings()
+    with new_session() as session:
+        candidates = lifecycle.orphans(session, settings.heartbeat_timeout, settings.max_attempts)
+        stale = or_(
+            Run.status == RunStatus.lost.value,
+            Run.heartbeat_at.is_(None),
+            Run.heartbeat_at < lifecycle.stale_before(settings.heartbeat_timeout),
+        )
+        requeued = [
+            run_id
+            for run_id in candidates
+            if lifecycle.requeue(session, run_id, (RunStatus.lost, RunStatus.running), stale)
+        ]
+    if requeued:
+        log.warning("resuming runs whose worker died: %s", requeued)
+        enqueue(requeued)
+    return requeued
+
+
+class RecoveryLoop(threading.Thread):
+    def __init__(self, interval: float):
+        super().__init__(name="recovery", daemon=True)
+        self.interval = interval
+        self._done = threading.Event()
+
+    def run(self) -> None:
+        from worker.tasks import worker_name
+
+        while True:
+            try:
+                with new_session() as session:
+                    lifecycle.worker_seen(session, worker_name())
+                recover_once()
+            except Exception:
+                log.exception("recovery pass failed; trying again later")
+            if self._done.wait(self.interval):
+                return
+
+    def close(self) -> None:
+        self._done.set()
+
+
+def _start_on_worker_ready(**_kwargs) -> None:
+    RecoveryLoop(get_settings().reaper_interval).start()
+
+
+def connect_signals() -> None:
+    from celery.signals import worker_ready
+
+    worker_ready.connect(_start_on_worker_ready, weak=False)
