@@ -32,9 +32,7 @@ class Settings(BaseSettings):
     # A run that crashed its worker this many times is not resumed automatically again.
     max_attempts: int = Field(10, ge=1, validation_alias=_env("MAX_ATTEMPTS"))
     # Run submissions allowed per client per minute (a sweep counts its runs).
-    submit_rate_per_minute: int = Field(
-        2000, ge=1, validation_alias=_env("SUBMIT_RATE_PER_MINUTE")
-    )
+    submit_rate_per_minute: int = Field(2000, ge=1, validation_alias=_env("SUBMIT_RATE_PER_MINUTE"))
     max_body_bytes: int = Field(1_000_000, ge=1024, validation_alias=_env("MAX_BODY_BYTES"))
     # How often server-sent event streams look for new rows.
     events_poll_seconds: float = Field(0.25, gt=0, validation_alias=_env("EVENTS_POLL_SECONDS"))

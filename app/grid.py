@@ -110,8 +110,7 @@ def paper_table() -> dict[tuple[str, str, str], float]:
     """(augmentation, activation, lr_ratio) -> the report's test accuracy, as a fraction."""
     text = resources.files("app").joinpath("data/paper_table.csv").read_text()
     return {
-        (row["augmentation"], row["activation"], row["lr_ratio"]): float(row["test_accuracy"])
-        / 100
+        (row["augmentation"], row["activation"], row["lr_ratio"]): float(row["test_accuracy"]) / 100
         for row in csv.DictReader(text.splitlines())
     }
 

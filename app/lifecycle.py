@@ -90,8 +90,10 @@ def cancel_requested(session: Session, run_id: int) -> bool:
 
 def record_epoch(session: Session, run_id: int, metrics: EpochMetrics) -> None:
     """Upsert one epoch: a redelivered task rewrites, never duplicates, an epoch."""
-    row = {k: (None if isinstance(v, float) and not math.isfinite(v) else v)
-           for k, v in metrics.model_dump().items()}
+    row = {
+        k: (None if isinstance(v, float) and not math.isfinite(v) else v)
+        for k, v in metrics.model_dump().items()
+    }
     dialect = session.get_bind().dialect.name
     insert = pg_insert if dialect == "postgresql" else sqlite_insert
     stmt = insert(Metric).values(run_id=run_id, **row)

@@ -119,3 +119,89 @@ def run_out(run: Run, *, with_result: bool = True) -> dict[str, Any]:
 
 def metric_out(metric: Metric) -> dict[str, Any]:
     return {name: getattr(metric, name) for name in METRIC_FIELDS}
+
+
+class ErrorOut(BaseModel):
+    detail: str
+
+
+class CellOut(BaseModel):
+    key: dict[str, Any]
+    run_ids: list[int]
+    statuses: dict[str, int]
+    n: int
+    mean: float | None
+    std: float | None
+    ci95: list[float] | None
+    is_baseline: bool
+    diff_from_baseline: float | None
+    p_value: float | None
+    paper_test_acc: float | None
+    diff_from_paper: float | None
+    paper_p_value: float | None
+
+
+class MarginalOut(BaseModel):
+    value: Any
+    n: int
+    mean: float | None
+    std: float | None
+
+
+class SweepOut(BaseModel):
+    id: int
+    name: str
+    preset: str | None
+    created_at: datetime
+    base: dict[str, Any]
+    grid: dict[str, list[Any]]
+    factors: list[str]
+    seeds: list[int]
+    run_ids: list[int]
+    counts: dict[str, int]
+    total_runs: int
+    progress: float
+    eta_seconds: float | None
+
+
+class SweepDetailOut(SweepOut):
+    baseline: dict[str, Any] | None
+    cells: list[CellOut]
+    marginals: dict[str, list[MarginalOut]]
+
+
+class SweepPage(BaseModel):
+    items: list[SweepOut]
+    total: int
+    limit: int
+    offset: int
+
+
+class EstimateOut(BaseModel):
+    runs: int
+    max_runs: int
+    epochs: int
+    images: int
+    estimated_gpu_seconds: float | None
+    images_per_second: float | None
+    basis: list[str]
+
+
+class CancelledOut(BaseModel):
+    cancelled: list[int]
+
+
+class RetriedOut(BaseModel):
+    retried: list[int]
+
+
+class HealthOut(BaseModel):
+    ok: bool
+    database: bool
+    broker: bool
+    workers: list[str]
+
+
+# Error answers shared by the routes, so the OpenAPI schema documents them.
+NOT_FOUND = {404: {"model": ErrorOut, "description": "no such id"}}
+CONFLICT = {409: {"model": ErrorOut, "description": "the run's state forbids it"}}

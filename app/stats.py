@@ -12,7 +12,6 @@ from scipy import special
 from app.db import RunStatus
 from app.grid import paper_figure
 
-
 # Student's t through scipy.special's ufuncs (stdtr, stdtrit): the same figures as
 # scipy.stats.ttest_ind / ttest_1samp / t.ppf, without their per-call overhead, which
 # dominated a 108-run sweep summary (tests/app/test_stats.py checks they agree).
@@ -110,9 +109,7 @@ def summarize(
             cell["p_value"] = None if key == base_key else welch_p(values, base_accs)
         paper = paper_figure(members[0]["config"])
         cell["paper_test_acc"] = paper
-        cell["diff_from_paper"] = (
-            cell["mean"] - paper if paper is not None and values else None
-        )
+        cell["diff_from_paper"] = cell["mean"] - paper if paper is not None and values else None
         cell["paper_p_value"] = one_sample_p(values, paper) if paper is not None else None
         cells.append(cell)
 

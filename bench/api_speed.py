@@ -77,9 +77,17 @@ def fill(home: Path, runs: int, epochs: int) -> tuple[int, list[int]]:
                 for epoch in range(1, epochs + 1):
                     acc = min(acc + rng.random() * 0.01, 0.99)
                     rows.append(
-                        dict(run_id=run_id, epoch=epoch, lr=0.1, train_loss=1 - acc,
-                             train_acc=acc, test_loss=1 - acc, test_acc=acc, seconds=10.0,
-                             images_per_second=5000.0)
+                        dict(
+                            run_id=run_id,
+                            epoch=epoch,
+                            lr=0.1,
+                            train_loss=1 - acc,
+                            train_acc=acc,
+                            test_loss=1 - acc,
+                            test_acc=acc,
+                            seconds=10.0,
+                            images_per_second=5000.0,
+                        )
                     )
                 finals[run_id] = acc
             session.execute(insert(Metric), rows)
@@ -87,9 +95,14 @@ def fill(home: Path, runs: int, epochs: int) -> tuple[int, list[int]]:
                 session.execute(
                     Run.__table__.update()
                     .where(Run.id == run_id)
-                    .values(status="succeeded", epochs_done=epochs, final_test_acc=finals[run_id],
-                            best_test_acc=finals[run_id], best_epoch=epochs,
-                            train_seconds=10.0 * epochs)
+                    .values(
+                        status="succeeded",
+                        epochs_done=epochs,
+                        final_test_acc=finals[run_id],
+                        best_test_acc=finals[run_id],
+                        best_epoch=epochs,
+                        train_seconds=10.0 * epochs,
+                    )
                 )
             session.commit()
     return sweep.id, [r.id for r in sweep_runs]
@@ -131,9 +144,21 @@ def main() -> int:
         env.pop("BROKER_URL", None)
         started = time.perf_counter()
         proc = subprocess.Popen(
-            [sys.executable, "-m", "app.cli", "serve", "--workers", "0", "--port", str(port),
-             "--loglevel", "warning"],
-            env=env, cwd=ROOT, start_new_session=True,
+            [
+                sys.executable,
+                "-m",
+                "app.cli",
+                "serve",
+                "--workers",
+                "0",
+                "--port",
+                str(port),
+                "--loglevel",
+                "warning",
+            ],
+            env=env,
+            cwd=ROOT,
+            start_new_session=True,
         )
         base = f"http://127.0.0.1:{port}"
         try:

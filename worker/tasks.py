@@ -11,11 +11,11 @@ import traceback
 from app import lifecycle
 from app.config import get_settings
 from app.db import ACTIVE, Run, new_session
+from app.paths import run_dir
 from trainer.config import TrainConfig
 from trainer.results import EpochMetrics
 from worker.celery_app import TRAIN_TASK, celery_app
 from worker.heartbeat import Heartbeat
-from app.paths import run_dir
 
 log = logging.getLogger(__name__)
 

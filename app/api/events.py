@@ -58,7 +58,9 @@ async def run_events(
             if current is None:
                 return [], last_epoch, last_update, True
             epochs = _new_epochs(session, [run_id], {run_id: last_epoch})
-            events = [_event("epoch", {k: v for k, v in e.items() if k != "run_id"}) for e in epochs]
+            events = [
+                _event("epoch", {k: v for k, v in e.items() if k != "run_id"}) for e in epochs
+            ]
             if epochs:
                 last_epoch = epochs[-1]["epoch"]
             if current.updated_at != last_update:
@@ -109,7 +111,9 @@ async def sweep_events(sweep: SweepDep, request: Request, settings: SettingsDep)
         with new_session() as session:
             # Epochs stored before the client connected come from /api/metrics, not here.
             last_epochs = dict(
-                session.execute(select(Run.id, Run.epochs_done).where(Run.sweep_id == sweep_id)).all()
+                session.execute(
+                    select(Run.id, Run.epochs_done).where(Run.sweep_id == sweep_id)
+                ).all()
             )
         while not await request.is_disconnected():
             for event in await anyio.to_thread.run_sync(poll, seen, last_epochs):

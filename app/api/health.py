@@ -10,6 +10,7 @@ from app import lifecycle
 from app.api.deps import SettingsDep
 from app.db import get_engine, new_session
 from app.queue import celery
+from app.schemas import HealthOut
 
 router = APIRouter(tags=["health"])
 
@@ -32,7 +33,7 @@ def _broker_ok() -> bool:
         return False
 
 
-@router.get("/healthz")
+@router.get("/healthz", response_model=HealthOut, responses={503: {"model": HealthOut}})
 def healthz(settings: SettingsDep):
     """200 when the database and the broker answer; `workers` lists worker processes
     that reported in within two recovery periods."""

@@ -15,11 +15,19 @@ from sqlalchemy import func, select
 from app import lifecycle
 from app.api.deps import RunDep, SessionDep, SettingsDep, fast_json
 from app.db import METRIC_FIELDS, Metric, Run, RunStatus
+from app.paths import checkpoint_file, run_dir
 from app.queue import enqueue
-from app.schemas import ManyMetricsOut, RunMetricsOut, RunOut, RunPage, run_out
+from app.schemas import (
+    CONFLICT,
+    NOT_FOUND,
+    ManyMetricsOut,
+    RunMetricsOut,
+    RunOut,
+    RunPage,
+    run_out,
+)
 from app.security import limit_submissions
 from trainer.config import TrainConfig
-from app.paths import checkpoint_file, run_dir
 
 router = APIRouter(prefix="/api", tags=["runs"])
 
@@ -146,7 +154,7 @@ def csv_response(runs, filename: str) -> Response:
     )
 
 
-@router.get("/runs/{run_id}", response_model=RunOut)
+@router.get("/runs/{run_id}", response_model=RunOut, responses=NOT_FOUND)
 def get_run(run: RunDep):
     return fast_json(run_out(run))
 
@@ -166,7 +174,7 @@ def _metric_rows(session, run_ids: list[int]) -> dict[int, list[dict]]:
     return by_run
 
 
-@router.get("/runs/{run_id}/metrics", response_model=RunMetricsOut)
+@router.get("/runs/{run_id}/metrics", response_model=RunMetricsOut, responses=NOT_FOUND)
 def run_metrics(run: RunDep, session: SessionDep):
     return fast_json({"run_id": run.id, "epochs": _metric_rows(session, [run.id])[run.id]})
 
@@ -175,7 +183,8 @@ def run_metrics(run: RunDep, session: SessionDep):
 def many_metrics(
     session: SessionDep,
     run_ids: Annotated[
-        str, Query(pattern=r"^\s*\d{1,18}(\s*,\s*\d{1,18})*\s*$", max_length=10_000, examples=["1,2,3"])
+        str,
+        Query(pattern=r"^\s*\d{1,18}(\s*,\s*\d{1,18})*\s*$", max_length=10_000, examples=["1,2,3"]),
     ],
 ):
     """Curves of many runs in one call (at most 500 ids); unknown ids are left out."""
@@ -189,7 +198,7 @@ def many_metrics(
     return fast_json({"runs": [{"run_id": i, "epochs": e} for i, e in by_run.items()]})
 
 
-@router.post("/runs/{run_id}/cancel", response_model=RunOut)
+@router.post("/runs/{run_id}/cancel", response_model=RunOut, responses={**NOT_FOUND, **CONFLICT})
 def cancel_run(run: RunDep, session: SessionDep):
     """Queued: cancelled at once. Running: stops between batches within seconds."""
     if not lifecycle.cancel(session, run.id):
@@ -198,7 +207,7 @@ def cancel_run(run: RunDep, session: SessionDep):
     return fast_json(run_out(run))
 
 
-@router.post("/runs/{run_id}/retry", response_model=RunOut)
+@router.post("/runs/{run_id}/retry", response_model=RunOut, responses={**NOT_FOUND, **CONFLICT})
 def retry_run(run: RunDep, session: SessionDep):
     """Failed, cancelled or lost: queued again, resuming from its last checkpoint."""
     if not lifecycle.requeue(session, run.id):
@@ -208,7 +217,9 @@ def retry_run(run: RunDep, session: SessionDep):
     return fast_json(run_out(run))
 
 
-@router.delete("/runs/{run_id}", status_code=204, response_class=Response)
+@router.delete(
+    "/runs/{run_id}", status_code=204, response_class=Response, responses={**NOT_FOUND, **CONFLICT}
+)
 def delete_run(run: RunDep, session: SessionDep, settings: SettingsDep):
     """Removes a finished run, its metrics and its checkpoint; 409 while queued or running."""
     run_id = run.id
@@ -221,7 +232,7 @@ def delete_run(run: RunDep, session: SessionDep, settings: SettingsDep):
 @router.get(
     "/runs/{run_id}/checkpoint",
     response_class=FileResponse,
-    responses={200: {"content": {"application/octet-stream": {}}}, 404: {}},
+    responses={200: {"content": {"application/octet-stream": {}}}, **NOT_FOUND},
 )
 def download_checkpoint(run: RunDep, settings: SettingsDep):
     """The run's latest checkpoint (load with torch.load(..., weights_only=True))."""

@@ -17,6 +17,15 @@ from app.api.runs import csv_response
 from app.db import ACTIVE, RETRYABLE, Metric, Run, RunStatus, Sweep
 from app.grid import PRESETS, REPORT_BASELINE, GridError, SweepRequest, expand
 from app.queue import enqueue
+from app.schemas import (
+    NOT_FOUND,
+    CancelledOut,
+    EstimateOut,
+    RetriedOut,
+    SweepDetailOut,
+    SweepOut,
+    SweepPage,
+)
 from app.security import limit_submissions
 from app.stats import progress, summarize
 from trainer.config import TrainConfig
@@ -26,7 +35,11 @@ router = APIRouter(prefix="/api", tags=["sweeps"])
 # Training images per second assumed for an estimate when no run has been timed yet:
 # a full-width ResNet18 on one modern GPU; narrower models scale with width squared.
 DEFAULT_IMAGES_PER_SECOND = 20_000.0
-DATASET_SIZES = {"cifar10": (50_000, 10_000), "fashion_mnist": (60_000, 10_000), "digits": (1437, 360)}
+DATASET_SIZES = {
+    "cifar10": (50_000, 10_000),
+    "fashion_mnist": (60_000, 10_000),
+    "digits": (1437, 360),
+}
 
 
 class RunIds(BaseModel):
@@ -68,10 +81,8 @@ def _validation_error(errors: list[dict[str, Any]]) -> RequestValidationError:
     return RequestValidationError(errors)
 
 
-@router.post("/sweeps", status_code=201)
-def create_sweep(
-    body: SweepRequest, request: Request, session: SessionDep, settings: SettingsDep
-):
+@router.post("/sweeps", status_code=201, response_model=SweepOut)
+def create_sweep(body: SweepRequest, request: Request, session: SessionDep, settings: SettingsDep):
     """A grid (field -> values) times seeds, or `{"preset": "report"}` for the report's 36
     cells. Nothing is stored unless every cell's config is valid."""
     count = body.run_count()
@@ -105,7 +116,7 @@ def create_sweep(
     return fast_json({**_sweep_head(sweep, runs), **progress([_run_facts(r) for r in runs])}, 201)
 
 
-@router.post("/sweeps/estimate")
+@router.post("/sweeps/estimate", response_model=EstimateOut)
 def estimate_sweep(body: SweepRequest, session: SessionDep, settings: SettingsDep):
     """How many runs a sweep would make and how long it would take on one GPU."""
     count = body.run_count()
@@ -155,14 +166,16 @@ def _throughput(session, config: TrainConfig) -> tuple[float, str]:
     return DEFAULT_IMAGES_PER_SECOND * (64 / config.width) ** 2, "assumed 20,000 img/s at width 64"
 
 
-@router.get("/sweeps")
+@router.get("/sweeps", response_model=SweepPage)
 def list_sweeps(
     session: SessionDep,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
     offset: Annotated[int, Query(ge=0, le=10**9)] = 0,
 ):
     total = session.scalar(select(func.count(Sweep.id)))
-    sweeps = list(session.scalars(select(Sweep).order_by(Sweep.id.desc()).limit(limit).offset(offset)))
+    sweeps = list(
+        session.scalars(select(Sweep).order_by(Sweep.id.desc()).limit(limit).offset(offset))
+    )
     items = []
     for sweep in sweeps:
         runs = _sweep_runs(session, sweep.id)
@@ -194,12 +207,16 @@ def _coerce(baseline: dict[str, Any], grid: dict[str, list[Any]]) -> dict[str, A
     return out
 
 
-@router.get("/sweeps/{sweep_id:int}.csv", response_class=Response, responses={200: {"content": {"text/csv": {}}}})
+@router.get(
+    "/sweeps/{sweep_id:int}.csv",
+    response_class=Response,
+    responses={200: {"content": {"text/csv": {}}}, **NOT_FOUND},
+)
 def sweep_csv(sweep: SweepDep, session: SessionDep):
     return csv_response(_sweep_runs(session, sweep.id), f"sweep-{sweep.id}.csv")
 
 
-@router.get("/sweeps/{sweep_id}")
+@router.get("/sweeps/{sweep_id}", response_model=SweepDetailOut, responses=NOT_FOUND)
 def get_sweep(
     sweep: SweepDep,
     session: SessionDep,
@@ -218,23 +235,31 @@ def get_sweep(
 
 
 def _selected(session, sweep_id: int, body: RunIds | None, statuses) -> list[int]:
-    query = select(Run.id).where(Run.sweep_id == sweep_id, Run.status.in_([s.value for s in statuses]))
+    query = select(Run.id).where(
+        Run.sweep_id == sweep_id, Run.status.in_([s.value for s in statuses])
+    )
     if body is not None and body.run_ids is not None:
         query = query.where(Run.id.in_(body.run_ids))
     return list(session.scalars(query))
 
 
-@router.post("/sweeps/{sweep_id}/cancel")
-def cancel_sweep(sweep: SweepDep, session: SessionDep, body: Annotated[RunIds | None, Body()] = None):
+@router.post("/sweeps/{sweep_id}/cancel", response_model=CancelledOut, responses=NOT_FOUND)
+def cancel_sweep(
+    sweep: SweepDep, session: SessionDep, body: Annotated[RunIds | None, Body()] = None
+):
     """Cancels the sweep's queued and running runs (or only `run_ids` among them)."""
     ids = [i for i in _selected(session, sweep.id, body, ACTIVE) if lifecycle.cancel(session, i)]
     return {"cancelled": ids}
 
 
-@router.post("/sweeps/{sweep_id}/retry")
-def retry_sweep(sweep: SweepDep, session: SessionDep, body: Annotated[RunIds | None, Body()] = None):
+@router.post("/sweeps/{sweep_id}/retry", response_model=RetriedOut, responses=NOT_FOUND)
+def retry_sweep(
+    sweep: SweepDep, session: SessionDep, body: Annotated[RunIds | None, Body()] = None
+):
     """Re-queues the sweep's failed, cancelled and lost runs (or only `run_ids` among them)."""
-    ids = [i for i in _selected(session, sweep.id, body, RETRYABLE) if lifecycle.requeue(session, i)]
+    ids = [
+        i for i in _selected(session, sweep.id, body, RETRYABLE) if lifecycle.requeue(session, i)
+    ]
     enqueue(ids)
     return {"retried": ids}
 
@@ -243,7 +268,11 @@ def retry_sweep(sweep: SweepDep, session: SessionDep, body: Annotated[RunIds | N
 def presets():
     """Named grids; 'report' is the study's 3 x 4 x 3 table."""
     return {
-        name: {"grid": grid, "runs_per_seed": math.prod(len(v) for v in grid.values()), "baseline": REPORT_BASELINE}
+        name: {
+            "grid": grid,
+            "runs_per_seed": math.prod(len(v) for v in grid.values()),
+            "baseline": REPORT_BASELINE,
+        }
         for name, grid in PRESETS.items()
     }
 

@@ -80,8 +80,14 @@ def test_delete_is_refused_while_queued_and_removes_finished_runs_with_metrics(a
 
 def epoch_row(epoch: int, acc: float) -> EpochMetrics:
     return EpochMetrics(
-        epoch=epoch, lr=0.1, train_loss=1.0, train_acc=acc, test_loss=1.0, test_acc=acc,
-        seconds=2.0, images_per_second=100.0,
+        epoch=epoch,
+        lr=0.1,
+        train_loss=1.0,
+        train_acc=acc,
+        test_loss=1.0,
+        test_acc=acc,
+        seconds=2.0,
+        images_per_second=100.0,
     )
 
 
@@ -98,8 +104,10 @@ def test_recording_an_epoch_twice_keeps_one_row_with_the_latest_values(api):
 
 
 def test_runs_list_sorts_filters_and_paginates(api):
-    ids = [api.post("/api/runs", json={**TINY, "activation": a}).json()["id"]
-           for a in ("relu", "tanh", "relu", "sigmoid")]
+    ids = [
+        api.post("/api/runs", json={**TINY, "activation": a}).json()["id"]
+        for a in ("relu", "tanh", "relu", "sigmoid")
+    ]
     with new_session() as session:
         for run_id, acc in zip(ids, (0.5, 0.9, 0.7, 0.1)):
             lifecycle.record_epoch(session, run_id, epoch_row(1, acc))
@@ -123,11 +131,17 @@ def test_report_preset_creates_36_cells_times_seeds(api):
     assert len(sweep["run_ids"]) == 108
     summary = api.get(f"/api/sweeps/{sweep['id']}").json()
     assert len(summary["cells"]) == 36
-    best = next(c for c in summary["cells"] if c["key"] == {
-        "lr_ratio": "5:4:1", "activation": "relu", "augmentation": "crop_flip"})
+    best = next(
+        c
+        for c in summary["cells"]
+        if c["key"] == {"lr_ratio": "5:4:1", "activation": "relu", "augmentation": "crop_flip"}
+    )
     assert best["paper_test_acc"] == pytest.approx(0.9514)
     assert summary["baseline"] == {
-        "lr_ratio": "2:1:1", "activation": "relu", "augmentation": "crop_flip"}
+        "lr_ratio": "2:1:1",
+        "activation": "relu",
+        "augmentation": "crop_flip",
+    }
 
 
 @pytest.mark.parametrize(

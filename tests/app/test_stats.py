@@ -35,17 +35,41 @@ def test_undefined_tests_are_none_not_nan():
 
 def test_summary_counts_only_succeeded_runs_and_progress_counts_epochs():
     runs = [
-        {"id": 1, "config": {"activation": "relu"}, "status": "succeeded",
-         "final_test_acc": 0.9, "epochs_done": 10, "epochs_total": 10, "train_seconds": 10.0},
-        {"id": 2, "config": {"activation": "relu"}, "status": "running",
-         "final_test_acc": None, "epochs_done": 5, "epochs_total": 10, "train_seconds": 5.0},
-        {"id": 3, "config": {"activation": "tanh"}, "status": "failed",
-         "final_test_acc": None, "epochs_done": 2, "epochs_total": 10, "train_seconds": 2.0},
+        {
+            "id": 1,
+            "config": {"activation": "relu"},
+            "status": "succeeded",
+            "final_test_acc": 0.9,
+            "epochs_done": 10,
+            "epochs_total": 10,
+            "train_seconds": 10.0,
+        },
+        {
+            "id": 2,
+            "config": {"activation": "relu"},
+            "status": "running",
+            "final_test_acc": None,
+            "epochs_done": 5,
+            "epochs_total": 10,
+            "train_seconds": 5.0,
+        },
+        {
+            "id": 3,
+            "config": {"activation": "tanh"},
+            "status": "failed",
+            "final_test_acc": None,
+            "epochs_done": 2,
+            "epochs_total": 10,
+            "train_seconds": 2.0,
+        },
     ]
     summary = summarize(runs, ["activation"], {"activation": "relu"})
     relu = next(c for c in summary["cells"] if c["key"]["activation"] == "relu")
-    assert relu["n"] == 1 and relu["mean"] == 0.9 and relu["statuses"] == {
-        "succeeded": 1, "running": 1}
+    assert (
+        relu["n"] == 1
+        and relu["mean"] == 0.9
+        and relu["statuses"] == {"succeeded": 1, "running": 1}
+    )
     p = progress(runs)
     assert p["progress"] == pytest.approx(25 / 30)
     # 5 epochs left at 17 s / 17 epochs, one run in flight.

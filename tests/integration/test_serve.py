@@ -23,9 +23,23 @@ def served(tmp_path):
     log = open(tmp_path / "serve.log", "wb")
     started = time.monotonic()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "app.cli", "serve", "--port", str(port), "--home",
-         str(tmp_path / "home"), "--workers", "1"],
-        env=env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+        [
+            sys.executable,
+            "-m",
+            "app.cli",
+            "serve",
+            "--port",
+            str(port),
+            "--home",
+            str(tmp_path / "home"),
+            "--workers",
+            "1",
+        ],
+        env=env,
+        cwd=ROOT,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
     )
     base = f"http://127.0.0.1:{port}"
 
@@ -67,9 +81,23 @@ def test_serve_refuses_a_public_host_without_a_token(tmp_path):
     env = service_env(tmp_path / "home", None)
     env.pop("API_TOKEN", None)
     result = subprocess.run(
-        [sys.executable, "-m", "app.cli", "serve", "--host", "0.0.0.0", "--workers", "0",
-         "--home", str(tmp_path / "home")],
-        env=env, cwd=ROOT, capture_output=True, text=True, timeout=60,
+        [
+            sys.executable,
+            "-m",
+            "app.cli",
+            "serve",
+            "--host",
+            "0.0.0.0",
+            "--workers",
+            "0",
+            "--home",
+            str(tmp_path / "home"),
+        ],
+        env=env,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert result.returncode == 2
     assert "API_TOKEN" in result.stderr
