@@ -1,0 +1,199 @@
+"""Faults with real processes: killed workers, a restarted Redis, a killed web app,
+corrupt checkpoints. Each test fails if the promise it names breaks."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import httpx
+import pytest
+import torch
+
+from tests.conftest import ROOT, TINY, RedisServer, free_port, service_env, wait_for
+
+pytestmark = pytest.mark.integration
+
+# Long enough that a kill lands mid-run; small enough for seconds per epoch on 2 cores.
+KILLABLE = {**TINY, "epochs": 7, "width": 8, "train_limit": 1024, "augmentation": "crop_flip"}
+TIMING_FIELDS = {"seconds", "images_per_second"}
+
+
+def submit(client, **config) -> int:
+    response = client.post("/api/runs", json=config)
+    assert response.status_code == 201, response.text
+    return response.json()["id"]
+
+
+def learning_curve(service, run_id: int) -> list[dict]:
+    return [
+        {k: v for k, v in row.items() if k not in TIMING_FIELDS} for row in service.metrics(run_id)
+    ]
+
+
+def test_five_sigkills_mid_run_still_complete_with_the_uninterrupted_metrics(service):
+    reference = submit(service.client, **KILLABLE)
+    worker = service.start_worker()
+    service.wait_status(reference, {"succeeded"}, timeout=180)
+    service.kill_worker(worker)
+
+    run_id = submit(service.client, **KILLABLE)
+    for kill in range(1, 6):
+        worker = service.start_worker()
+        wait_for(lambda k=kill: service.run(run_id)["epochs_done"] >= k, 120, f"epoch {kill}")
+        service.kill_worker(worker)  # epoch kill + 1 is in progress
+    service.start_worker()
+    run = service.wait_status(run_id, {"succeeded", "failed"}, timeout=180)
+
+    assert run["status"] == "succeeded", run["error"]
+    assert run["attempts"] == 6
+    assert [e["epoch"] for e in service.metrics(run_id)] == list(range(1, 8))
+    assert learning_curve(service, run_id) == learning_curve(service, reference)
+    ref = service.run(reference)
+    assert run["final_test_acc"] == ref["final_test_acc"]
+    assert run["result"]["confusion_matrix"] == ref["result"]["confusion_matrix"]
+
+
+def test_killed_worker_with_no_successor_is_lost_in_time_and_retry_finishes_it(service):
+    run_id = submit(service.client, **{**KILLABLE, "epochs": 4})
+    worker = service.start_worker()
+    wait_for(lambda: service.run(run_id)["epochs_done"] >= 1, 120, "the first epoch")
+    service.kill_worker(worker)
+    killed = time.monotonic()
+
+    run = service.wait_status(run_id, {"lost"}, timeout=30)
+    window = float(service.env["HEARTBEAT_TIMEOUT"]) + float(service.env["REAPER_INTERVAL"])
+    assert time.monotonic() - killed < window + 5  # slack for a busy machine
+    assert run["error"]
+
+    retried = service.client.post(f"/api/runs/{run_id}/retry")
+    assert retried.status_code == 200 and retried.json()["status"] == "queued"
+    service.start_worker()
+    run = service.wait_status(run_id, {"succeeded", "failed"}, timeout=120)
+    assert run["status"] == "succeeded", run["error"]
+    assert run["result"]["resumed_from_epoch"] >= 1
+    assert [e["epoch"] for e in service.metrics(run_id)] == [1, 2, 3, 4]
+
+
+def test_redis_restart_during_a_sweep_loses_no_queued_or_running_run(make_service, tmp_path):
+    redis = RedisServer(tmp_path / "redis")
+    redis.start()
+    try:
+        service = make_service(redis.url)
+        body = {
+            "base": {**TINY, "epochs": 3},
+            "grid": {"activation": ["relu", "tanh"]},
+            "seeds": [0, 1, 2],
+        }
+        sweep = service.client.post("/api/sweeps", json=body).json()
+        service.start_worker()
+        summary = lambda: service.client.get(f"/api/sweeps/{sweep['id']}").json()  # noqa: E731
+        wait_for(lambda: summary()["counts"]["succeeded"] >= 1, 120, "a first finished run")
+        assert summary()["counts"]["queued"] >= 1
+
+        redis.stop()  # appendfsync always: the queue is on disk
+        redis.start()
+
+        done = wait_for(
+            lambda: (s := summary())["counts"]["succeeded"] == 6 and s,
+            240,
+            f"every run to finish after the restart ({service.logs()})",
+        )
+        assert done["progress"] == 1.0
+        for run_id in sweep["run_ids"]:
+            assert [e["epoch"] for e in service.metrics(run_id)] == [1, 2, 3]
+    finally:
+        redis.stop()
+
+
+def test_killing_the_web_app_mid_sweep_loses_and_sticks_nothing(tmp_path, redis_url):
+    import redis as redis_client
+
+    redis_client.Redis.from_url(redis_url).flushdb()
+    home = tmp_path / "home"
+    env = service_env(home, redis_url)
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+
+    def start_app() -> subprocess.Popen:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "app.cli", "serve", "--port", str(port), "--workers", "0"],
+            env=env,
+            cwd=ROOT,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+        wait_for(lambda: _answers(f"{base}/healthz"), 30, "the app to answer")
+        return proc
+
+    app = start_app()
+    worker = subprocess.Popen(
+        [sys.executable, "-m", "app.cli", "worker", "--name", "w@test"],
+        env=env,
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    try:
+        body = {
+            "base": {**TINY, "epochs": 2},
+            "grid": {"lr_ratio": ["2:1:1", "5:4:1"]},
+            "seeds": [0, 1],
+        }
+        sweep = httpx.post(f"{base}/api/sweeps", json=body).json()
+        sweep_url = f"{base}/api/sweeps/{sweep['id']}"
+        wait_for(lambda: httpx.get(sweep_url).json()["counts"]["succeeded"] >= 1, 120, "a run")
+        os.killpg(app.pid, signal.SIGKILL)
+        app.wait()
+
+        app = start_app()
+        done = wait_for(
+            lambda: (s := httpx.get(sweep_url).json())["counts"]["succeeded"] == 4 and s,
+            180,
+            "the sweep to finish after the app restarted",
+        )
+        assert sum(done["counts"].values()) == 4
+        for run_id in sweep["run_ids"]:
+            epochs = httpx.get(f"{base}/api/runs/{run_id}/metrics").json()["epochs"]
+            assert [e["epoch"] for e in epochs] == [1, 2]
+    finally:
+        for proc in (app, worker):
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+
+
+def _answers(url: str) -> bool:
+    try:
+        return httpx.get(url, timeout=1).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+def test_truncated_checkpoint_is_reported_and_the_run_resumes_from_the_previous_one(service):
+    run_id = submit(service.client, **{**KILLABLE, "epochs": 5})
+    reference = submit(service.client, **{**KILLABLE, "epochs": 5})
+    worker = service.start_worker()
+    wait_for(lambda: service.run(run_id)["epochs_done"] >= 2, 120, "two epochs")
+    service.kill_worker(worker)
+
+    last = service.home / "runs" / f"run-{run_id}" / "last.pt"
+    last_epoch = torch.load(last, weights_only=True)["epoch"]
+    data = last.read_bytes()
+    last.write_bytes(data[: len(data) // 2])
+
+    worker = service.start_worker()
+    run = service.wait_status(run_id, {"succeeded", "failed"}, timeout=180)
+    assert run["status"] == "succeeded", run["error"]
+    assert run["result"]["resumed_from_epoch"] == last_epoch - 1
+    assert any("last.pt" in w for w in run["result"]["warnings"]), run["result"]["warnings"]
+    assert [e["epoch"] for e in service.metrics(run_id)] == [1, 2, 3, 4, 5]
+
+    service.wait_status(reference, {"succeeded"}, timeout=180)
+    assert worker.poll() is None, "the worker survives a corrupt checkpoint"
+    assert learning_curve(service, run_id) == learning_curve(service, reference)
