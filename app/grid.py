@@ -10,6 +10,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field, ValidationError, field_validator, model_validator
 
+from app.schemas import TrainConfigIn
 from trainer.config import REPORT_GRID, TrainConfig
 
 PRESETS: dict[str, dict[str, list[Any]]] = {"report": REPORT_GRID}
@@ -21,7 +22,8 @@ CONFIG_FIELDS = tuple(TrainConfig.model_fields)
 class SweepRequest(BaseModel):
     """POST /api/sweeps. Either a preset or a grid; base fields apply to every run."""
 
-    model_config = {"extra": "forbid"}
+    # Strict JSON types, like a single run's config (app.schemas.TrainConfigIn).
+    model_config = {"extra": "forbid", "strict": True}
 
     name: str | None = Field(None, max_length=200)
     preset: Literal["report"] | None = Field(None, description="'report': the report's 36 cells.")
@@ -89,7 +91,7 @@ def expand(request: SweepRequest) -> list[TrainConfig]:
         for seed in request.seeds:
             data = {**request.base, **dict(zip(fields, values)), "seed": seed}
             try:
-                configs.append(TrainConfig.model_validate(data))
+                configs.append(TrainConfigIn.model_validate(data))
             except ValidationError as exc:
                 raise GridError(_locate(exc, fields)) from None
     return configs

@@ -1,14 +1,36 @@
-"""The API's response shapes, and the one place that turns rows into them."""
+"""The API's response shapes, and the one place that turns rows into them; and the strict
+input shape of a trainer config."""
 
 from __future__ import annotations
 
 from datetime import datetime
 from typing import Any
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
 from app.db import METRIC_FIELDS, Metric, Run, RunStatus, utcnow
+from trainer.config import TrainConfig
 from trainer.results import EpochMetrics
+
+
+class TrainConfigIn(TrainConfig):
+    """A trainer config as the API accepts it (POST /api/runs, every cell of a sweep).
+
+    Strict JSON types: pydantic's lax mode would take `"5"` or `true` for an integer and
+    `"0.1"` for a number, which the published schema calls invalid; here they are a 422
+    naming the field (an integer is still fine for a number). The blur range's cross-field
+    rule is checked on `blur_sigma_max` too, so its 422 names a field rather than the body.
+    """
+
+    model_config = ConfigDict(strict=True)
+
+    @field_validator("blur_sigma_max")
+    @classmethod
+    def _max_not_below_min(cls, value: float, info: ValidationInfo) -> float:
+        low = info.data.get("blur_sigma_min")
+        if low is not None and value < low:
+            raise ValueError("blur_sigma_max must not be below blur_sigma_min")
+        return value
 
 
 class RunResultOut(BaseModel):
@@ -205,3 +227,18 @@ class HealthOut(BaseModel):
 # Error answers shared by the routes, so the OpenAPI schema documents them.
 NOT_FOUND = {404: {"model": ErrorOut, "description": "no such id"}}
 CONFLICT = {409: {"model": ErrorOut, "description": "the run's state forbids it"}}
+RATE_LIMITED = {
+    429: {
+        "model": ErrorOut,
+        "description": "over SUBMIT_RATE_PER_MINUTE runs from this client; see Retry-After",
+    }
+}
+# What a state-changing request may get before its route runs: app.security's middleware
+# (token, CSRF, size, Content-Length) and FastAPI itself, which answers 400 to a body it cannot
+# decode at all (not UTF-8; JSON that does not parse is a 422 like other invalid input).
+GUARDED = {
+    400: {"model": ErrorOut, "description": "unreadable body or Content-Length"},
+    401: {"model": ErrorOut, "description": "API_TOKEN is set and no valid token was sent"},
+    403: {"model": ErrorOut, "description": "cross-site request, or missing X-CSRF-Token"},
+    413: {"model": ErrorOut, "description": "body over MAX_BODY_BYTES"},
+}

@@ -3,16 +3,30 @@
 `from trainer import TrainConfig` stays torch-free; `trainer.train` imports torch on first use.
 """
 
-from trainer.config import TrainConfig
-from trainer.results import EpochMetrics, RunResult
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from trainer.config import TrainConfig
+    from trainer.loop import train
+    from trainer.results import EpochMetrics, RunResult
 
 __all__ = ["EpochMetrics", "RunResult", "TrainConfig", "train"]
 
+# Every name is lazy, in both directions: web processes importing the config never load
+# torch, and trainer.model / trainer.augment import without pydantic (the GPU machines of
+# bench/gpu_check.sh have torch but no pydantic).
+_HOMES = {
+    "TrainConfig": "trainer.config",
+    "EpochMetrics": "trainer.results",
+    "RunResult": "trainer.results",
+    "train": "trainer.loop",
+}
+
 
 def __getattr__(name: str):
-    # Lazy so that web processes importing the config never load torch.
-    if name == "train":
-        from trainer.loop import train
-
-        return train
-    raise AttributeError(name)
+    if name in _HOMES:
+        return getattr(importlib.import_module(_HOMES[name]), name)
+    raise AttributeError(f"module 'trainer' has no attribute {name!r}")

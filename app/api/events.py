@@ -17,7 +17,7 @@ from sse_starlette.sse import EventSourceResponse
 
 from app.api.deps import RunDep, SettingsDep, SweepDep, dumps
 from app.db import FINISHED, METRIC_FIELDS, Metric, Run, RunStatus, new_session
-from app.schemas import run_out
+from app.schemas import NOT_FOUND, run_out
 
 router = APIRouter(prefix="/api", tags=["events"])
 
@@ -41,7 +41,7 @@ def _new_epochs(session, run_ids: list[int], after: dict[int, int]) -> list[dict
     return out
 
 
-@router.get("/runs/{run_id}/events")
+@router.get("/runs/{run_id}/events", responses=NOT_FOUND)
 async def run_events(
     run: RunDep,
     request: Request,
@@ -85,7 +85,7 @@ async def run_events(
     return EventSourceResponse(stream(), ping=15)
 
 
-@router.get("/sweeps/{sweep_id}/events")
+@router.get("/sweeps/{sweep_id}/events", responses=NOT_FOUND)
 async def sweep_events(sweep: SweepDep, request: Request, settings: SettingsDep):
     """`run` when one of the sweep's runs changes (status or progress), `epoch` (with
     `run_id`) per new epoch of any of its runs."""
@@ -95,15 +95,16 @@ async def sweep_events(sweep: SweepDep, request: Request, settings: SettingsDep)
         with new_session() as session:
             runs = list(session.scalars(select(Run).where(Run.sweep_id == sweep_id)))
             events = []
-            for run in runs:
-                if seen.get(run.id) != run.updated_at:
-                    seen[run.id] = run.updated_at
-                    events.append(_event("run", run_out(run, with_result=False)))
+            # Epochs first: a run's last epoch arrives before its "succeeded".
             active = [r.id for r in runs if r.epochs_done > last_epochs.get(r.id, 0)]
             if active:
                 for epoch in _new_epochs(session, active, last_epochs):
                     last_epochs[epoch["run_id"]] = epoch["epoch"]
                     events.append(_event("epoch", epoch))
+            for run in runs:
+                if seen.get(run.id) != run.updated_at:
+                    seen[run.id] = run.updated_at
+                    events.append(_event("run", run_out(run, with_result=False)))
             return events
 
     async def stream() -> AsyncIterator[dict]:

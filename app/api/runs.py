@@ -19,11 +19,14 @@ from app.paths import checkpoint_file, run_dir
 from app.queue import enqueue
 from app.schemas import (
     CONFLICT,
+    GUARDED,
     NOT_FOUND,
+    RATE_LIMITED,
     ManyMetricsOut,
     RunMetricsOut,
     RunOut,
     RunPage,
+    TrainConfigIn,
     run_out,
 )
 from app.security import limit_submissions
@@ -57,8 +60,8 @@ SortKey = Literal[tuple(SORTABLE) + tuple(f"-{k}" for k in SORTABLE)]  # type: i
 StatusName = Literal["queued", "running", "succeeded", "failed", "cancelled", "lost"]
 
 
-@router.post("/runs", status_code=201, response_model=RunOut)
-def create_run(config: TrainConfig, request: Request, session: SessionDep, settings: SettingsDep):
+@router.post("/runs", status_code=201, response_model=RunOut, responses={**GUARDED, **RATE_LIMITED})
+def create_run(config: TrainConfigIn, request: Request, session: SessionDep, settings: SettingsDep):
     limit_submissions(request, 1, settings)
     run = lifecycle.new_run(config)
     session.add(run)
@@ -198,7 +201,9 @@ def many_metrics(
     return fast_json({"runs": [{"run_id": i, "epochs": e} for i, e in by_run.items()]})
 
 
-@router.post("/runs/{run_id}/cancel", response_model=RunOut, responses={**NOT_FOUND, **CONFLICT})
+@router.post(
+    "/runs/{run_id}/cancel", response_model=RunOut, responses={**NOT_FOUND, **CONFLICT, **GUARDED}
+)
 def cancel_run(run: RunDep, session: SessionDep):
     """Queued: cancelled at once. Running: stops between batches within seconds."""
     if not lifecycle.cancel(session, run.id):
@@ -207,7 +212,9 @@ def cancel_run(run: RunDep, session: SessionDep):
     return fast_json(run_out(run))
 
 
-@router.post("/runs/{run_id}/retry", response_model=RunOut, responses={**NOT_FOUND, **CONFLICT})
+@router.post(
+    "/runs/{run_id}/retry", response_model=RunOut, responses={**NOT_FOUND, **CONFLICT, **GUARDED}
+)
 def retry_run(run: RunDep, session: SessionDep):
     """Failed, cancelled or lost: queued again, resuming from its last checkpoint."""
     if not lifecycle.requeue(session, run.id):
@@ -218,7 +225,10 @@ def retry_run(run: RunDep, session: SessionDep):
 
 
 @router.delete(
-    "/runs/{run_id}", status_code=204, response_class=Response, responses={**NOT_FOUND, **CONFLICT}
+    "/runs/{run_id}",
+    status_code=204,
+    response_class=Response,
+    responses={**NOT_FOUND, **CONFLICT, **GUARDED},
 )
 def delete_run(run: RunDep, session: SessionDep, settings: SettingsDep):
     """Removes a finished run, its metrics and its checkpoint; 409 while queued or running."""

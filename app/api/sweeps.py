@@ -5,10 +5,10 @@ from __future__ import annotations
 import math
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Body, HTTPException, Query, Request
+from fastapi import APIRouter, Body, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import func, select
 
 from app import lifecycle
@@ -18,7 +18,9 @@ from app.db import ACTIVE, RETRYABLE, Metric, Run, RunStatus, Sweep
 from app.grid import PRESETS, REPORT_BASELINE, GridError, SweepRequest, expand
 from app.queue import enqueue
 from app.schemas import (
+    GUARDED,
     NOT_FOUND,
+    RATE_LIMITED,
     CancelledOut,
     EstimateOut,
     RetriedOut,
@@ -43,6 +45,9 @@ DATASET_SIZES = {
 
 
 class RunIds(BaseModel):
+    # Strict: lax mode would read `[true]` as run 1; unknown keys are a 422, as elsewhere.
+    model_config = ConfigDict(strict=True, extra="forbid")
+
     run_ids: list[int] | None = Field(None, max_length=10_000)
 
 
@@ -81,7 +86,9 @@ def _validation_error(errors: list[dict[str, Any]]) -> RequestValidationError:
     return RequestValidationError(errors)
 
 
-@router.post("/sweeps", status_code=201, response_model=SweepOut)
+@router.post(
+    "/sweeps", status_code=201, response_model=SweepOut, responses={**GUARDED, **RATE_LIMITED}
+)
 def create_sweep(body: SweepRequest, request: Request, session: SessionDep, settings: SettingsDep):
     """A grid (field -> values) times seeds, or `{"preset": "report"}` for the report's 36
     cells. Nothing is stored unless every cell's config is valid."""
@@ -116,7 +123,7 @@ def create_sweep(body: SweepRequest, request: Request, session: SessionDep, sett
     return fast_json({**_sweep_head(sweep, runs), **progress([_run_facts(r) for r in runs])}, 201)
 
 
-@router.post("/sweeps/estimate", response_model=EstimateOut)
+@router.post("/sweeps/estimate", response_model=EstimateOut, responses=GUARDED)
 def estimate_sweep(body: SweepRequest, session: SessionDep, settings: SettingsDep):
     """How many runs a sweep would make and how long it would take on one GPU."""
     count = body.run_count()
@@ -183,6 +190,11 @@ def list_sweeps(
     return fast_json({"items": items, "total": total, "limit": limit, "offset": offset})
 
 
+def _bad_baseline(msg: str) -> RequestValidationError:
+    # The documented 422 shape (a list naming the parameter), like every other invalid input.
+    return _validation_error([{"loc": ["query", "baseline"], "msg": msg, "type": "value_error"}])
+
+
 def _parse_baseline(text: str | None, factors: list[str]) -> dict[str, Any] | None:
     """'activation:relu,lr_ratio:2:1:1' -> {"activation": "relu", "lr_ratio": "2:1:1"}."""
     if not text:
@@ -191,7 +203,7 @@ def _parse_baseline(text: str | None, factors: list[str]) -> dict[str, Any] | No
     for part in text.split(","):
         field, sep, value = part.partition(":")
         if not sep or field not in factors:
-            raise HTTPException(422, f"baseline: {field!r} is not a factor of this sweep")
+            raise _bad_baseline(f"{field[:100]!r} is not a factor of this sweep")
         baseline[field] = value
     return baseline
 
@@ -202,7 +214,7 @@ def _coerce(baseline: dict[str, Any], grid: dict[str, list[Any]]) -> dict[str, A
     for field, text in baseline.items():
         match = [v for v in grid.get(field, []) if str(v).lower() == text.lower()]
         if not match:
-            raise HTTPException(422, f"baseline: {text!r} is not a value of {field!r}")
+            raise _bad_baseline(f"{text[:100]!r} is not a value of {field!r}")
         out[field] = match[0]
     return out
 
@@ -243,7 +255,9 @@ def _selected(session, sweep_id: int, body: RunIds | None, statuses) -> list[int
     return list(session.scalars(query))
 
 
-@router.post("/sweeps/{sweep_id}/cancel", response_model=CancelledOut, responses=NOT_FOUND)
+@router.post(
+    "/sweeps/{sweep_id}/cancel", response_model=CancelledOut, responses={**NOT_FOUND, **GUARDED}
+)
 def cancel_sweep(
     sweep: SweepDep, session: SessionDep, body: Annotated[RunIds | None, Body()] = None
 ):
@@ -252,7 +266,9 @@ def cancel_sweep(
     return {"cancelled": ids}
 
 
-@router.post("/sweeps/{sweep_id}/retry", response_model=RetriedOut, responses=NOT_FOUND)
+@router.post(
+    "/sweeps/{sweep_id}/retry", response_model=RetriedOut, responses={**NOT_FOUND, **GUARDED}
+)
 def retry_sweep(
     sweep: SweepDep, session: SessionDep, body: Annotated[RunIds | None, Body()] = None
 ):

@@ -120,3 +120,58 @@ def test_trainer_exception_fails_the_run_and_the_worker_takes_the_next(service):
     assert bad["status"] == "failed"
     assert "cifar-10-python.tar.gz" in bad["error"]
     assert service.wait_status(good_id, {"succeeded", "failed"})["status"] == "succeeded"
+
+
+def read_events(client, url: str, until: str = "end") -> list[tuple[str, dict]]:
+    import json
+
+    events, name = [], None
+    with client.stream("GET", url) as response:
+        assert response.status_code == 200
+        assert response.headers["content-type"].startswith("text/event-stream")
+        for line in response.iter_lines():
+            if line.startswith("event:"):
+                name = line.split(":", 1)[1].strip()
+            elif line.startswith("data:") and name:
+                events.append((name, json.loads(line.split(":", 1)[1])))
+                if name == until:
+                    return events
+    return events
+
+
+def test_run_events_stream_every_epoch_and_status_change_then_end(service):
+    run_id = submit(service, epochs=3)
+    service.start_worker()
+    events = read_events(service.client, f"/api/runs/{run_id}/events")
+    epochs = [data["epoch"] for name, data in events if name == "epoch"]
+    statuses = [data["status"] for name, data in events if name == "status"]
+    assert epochs == [1, 2, 3]
+    assert statuses[0] in ("queued", "running") and statuses[-1] == "succeeded"
+    assert events[-1][0] == "end"
+    # A client that reconnects after epoch 2 gets only what it missed.
+    again = read_events(service.client, f"/api/runs/{run_id}/events?after_epoch=2")
+    assert [d["epoch"] for n, d in again if n == "epoch"] == [3]
+
+
+def test_sweep_events_report_each_run_and_epoch(service):
+    body = {"base": {**TINY, "epochs": 2}, "grid": {"activation": ["relu", "tanh"]}}
+    sweep = service.client.post("/api/sweeps", json=body).json()
+    service.start_worker()
+    seen_epochs: set[tuple[int, int]] = set()
+    done: set[int] = set()
+    import json
+
+    with service.client.stream("GET", f"/api/sweeps/{sweep['id']}/events") as response:
+        name = None
+        for line in response.iter_lines():
+            if line.startswith("event:"):
+                name = line.split(":", 1)[1].strip()
+            elif line.startswith("data:"):
+                data = json.loads(line.split(":", 1)[1])
+                if name == "epoch":
+                    seen_epochs.add((data["run_id"], data["epoch"]))
+                elif name == "run" and data["status"] == "succeeded":
+                    done.add(data["id"])
+                if done == set(sweep["run_ids"]):
+                    break
+    assert seen_epochs == {(r, e) for r in sweep["run_ids"] for e in (1, 2)}
