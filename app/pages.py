@@ -1,0 +1,150 @@
+"""HTML pages of the dashboard and the static files they load.
+
+Every page is a shell: it gets only ids and static configuration (the trainer's config
+schema) from here and fetches its data from the JSON API in the browser. Nothing in this
+module touches the database, and nothing imports torch.
+"""
+
+from __future__ import annotations
+
+import gzip
+import mimetypes
+from functools import lru_cache
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import plotly
+from fastapi import APIRouter, HTTPException, Request
+from fastapi.responses import HTMLResponse, Response
+from fastapi.templating import Jinja2Templates
+
+from trainer.config import ACTIVATIONS, AUGMENTATIONS, REPORT_GRID, REPORT_LR_RATIOS, TrainConfig
+
+ROOT = Path(__file__).resolve().parent.parent
+TEMPLATES_DIR = ROOT / "templates"
+STATIC_DIR = Path(__file__).resolve().parent / "static"
+PLOTLY_VERSION = plotly.__version__
+
+templates = Jinja2Templates(directory=TEMPLATES_DIR)
+templates.env.autoescape = True  # every template, whatever its file name
+
+router = APIRouter(include_in_schema=False)
+
+_STATIC_TYPES = {
+    ".js": "text/javascript; charset=utf-8",
+    ".css": "text/css; charset=utf-8",
+    ".svg": "image/svg+xml",
+    ".png": "image/png",
+    ".ico": "image/x-icon",
+}
+
+
+@lru_cache(maxsize=1)
+def config_schema() -> dict[str, Any]:
+    """The trainer config's JSON schema: fields, defaults, ranges and help text."""
+    return TrainConfig.model_json_schema()
+
+
+def _static_config() -> dict[str, Any]:
+    return {
+        "schema": config_schema(),
+        "activations": list(ACTIVATIONS),
+        "augmentations": list(AUGMENTATIONS),
+        "report_lr_ratios": list(REPORT_LR_RATIOS),
+        "report_grid": REPORT_GRID,
+    }
+
+
+def _render(request: Request, name: str, page: str, **data: Any) -> HTMLResponse:
+    # `data` goes to the page's scripts as JSON (page_data) and to the template itself.
+    context = {**data, "page": page, "page_data": data, "plotly_version": PLOTLY_VERSION}
+    return templates.TemplateResponse(request, name, context)
+
+
+# ---------------------------------------------------------------- pages
+
+
+@router.get("/", response_class=HTMLResponse)
+def runs_page(request: Request) -> HTMLResponse:
+    return _render(request, "runs.html", "runs")
+
+
+@router.get("/runs/new", response_class=HTMLResponse)
+def new_run_page(request: Request, copy: int | None = None) -> HTMLResponse:
+    return _render(request, "run_new.html", "new-run", copy=copy, **_static_config())
+
+
+@router.get("/runs/{run_id}", response_class=HTMLResponse)
+def run_page(request: Request, run_id: int) -> HTMLResponse:
+    return _render(request, "run.html", "run", run_id=run_id, schema=config_schema())
+
+
+@router.get("/sweeps", response_class=HTMLResponse)
+def sweeps_page(request: Request) -> HTMLResponse:
+    return _render(request, "sweeps.html", "sweeps")
+
+
+@router.get("/sweeps/new", response_class=HTMLResponse)
+def new_sweep_page(request: Request) -> HTMLResponse:
+    return _render(request, "sweep_new.html", "new-sweep", **_static_config())
+
+
+@router.get("/sweeps/{sweep_id}", response_class=HTMLResponse)
+def sweep_page(request: Request, sweep_id: int) -> HTMLResponse:
+    return _render(request, "sweep.html", "sweep", sweep_id=sweep_id, report_grid=REPORT_GRID)
+
+
+@router.get("/compare", response_class=HTMLResponse)
+def compare_page(request: Request, run_ids: str = "") -> HTMLResponse:
+    ids = [int(p) for p in run_ids.replace(" ", "").split(",") if p.isdigit()]
+    return _render(request, "compare.html", "compare", run_ids=ids)
+
+
+def render_login(request: Request, next_url: str = "/", error: str | None = None) -> HTMLResponse:
+    """The login form (token field, POST /login); for the backend's GET /login route."""
+    if not next_url.startswith("/") or next_url.startswith("//"):
+        next_url = "/"
+    context = {"page": "login", "page_data": {}, "next": next_url, "error": error}
+    status = 401 if error else 200
+    return templates.TemplateResponse(request, "login.html", context, status_code=status)
+
+
+# ---------------------------------------------------------------- static files
+
+
+@lru_cache(maxsize=1)
+def _plotly_js() -> tuple[bytes, bytes]:
+    """plotly.min.js from the installed plotly package, raw and gzipped (read once)."""
+    raw = (resources.files("plotly") / "package_data" / "plotly.min.js").read_bytes()
+    return raw, gzip.compress(raw, compresslevel=6, mtime=0)
+
+
+@router.get("/static/vendor/plotly.min.js")
+def plotly_js(request: Request) -> Response:
+    raw, packed = _plotly_js()
+    headers = {
+        # The URL carries ?v=<plotly version>, so a long cache is safe.
+        "Cache-Control": "public, max-age=604800",
+        "Vary": "Accept-Encoding",
+    }
+    if "gzip" in request.headers.get("accept-encoding", ""):
+        headers["Content-Encoding"] = "gzip"
+        return Response(packed, media_type="text/javascript; charset=utf-8", headers=headers)
+    return Response(raw, media_type="text/javascript; charset=utf-8", headers=headers)
+
+
+@router.get("/static/{path:path}")
+def static_file(path: str) -> Response:
+    """Files under app/static; anything that resolves outside it is a 404."""
+    base = STATIC_DIR.resolve()
+    target = (base / path).resolve()
+    if not target.is_relative_to(base) or not target.is_file():
+        raise HTTPException(status_code=404, detail="Not found")
+    media_type = _STATIC_TYPES.get(target.suffix) or (
+        mimetypes.guess_type(target.name)[0] or "application/octet-stream"
+    )
+    # Small files: revalidate each time so an edited script is picked up at once.
+    return Response(
+        target.read_bytes(), media_type=media_type, headers={"Cache-Control": "no-cache"}
+    )

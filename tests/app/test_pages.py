@@ -1,0 +1,199 @@
+"""The HTML pages: each renders, loads nothing from other hosts, and gets Plotly from the app.
+
+A bare FastAPI app with only the pages router: no database, no broker, no API.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+from html.parser import HTMLParser
+from importlib import resources
+
+import pytest
+from fastapi import FastAPI, Request
+from fastapi.testclient import TestClient
+
+from app import pages
+
+PAGES = [
+    "/",
+    "/runs/new",
+    "/runs/new?copy=3",
+    "/runs/7",
+    "/sweeps",
+    "/sweeps/new",
+    "/sweeps/new?preset=report",
+    "/sweeps/2",
+    "/compare",
+    "/compare?run_ids=1,2,3",
+]
+
+
+class _Links(HTMLParser):
+    """Collects every src/href/action of a page, and the ids of its elements."""
+
+    def __init__(self):
+        super().__init__()
+        self.urls: list[str] = []
+        self.ids: set[str] = set()
+        self.scripts: list[str] = []
+        self.inline_scripts = 0
+        self._in_script: str | None = None
+        self.page_data: str = ""
+
+    def handle_starttag(self, tag, attrs):
+        attrs = dict(attrs)
+        for name in ("src", "href", "action"):
+            if attrs.get(name):
+                self.urls.append(attrs[name])
+        if attrs.get("id"):
+            self.ids.add(attrs["id"])
+        if tag == "script":
+            if attrs.get("src"):
+                self.scripts.append(attrs["src"])
+                self._in_script = None
+            else:
+                self._in_script = attrs.get("type") or "text/javascript"
+                if self._in_script != "application/json":
+                    self.inline_scripts += 1
+
+    def handle_data(self, data):
+        if self._in_script == "application/json":
+            self.page_data += data
+
+    def handle_endtag(self, tag):
+        if tag == "script":
+            self._in_script = None
+
+
+def parse(html: str) -> _Links:
+    links = _Links()
+    links.feed(html)
+    return links
+
+
+@pytest.fixture(scope="module")
+def client() -> TestClient:
+    app = FastAPI()
+    app.include_router(pages.router)
+
+    @app.get("/login")
+    def login(request: Request, next: str = "/", error: str | None = None):
+        return pages.render_login(request, next, error)
+
+    return TestClient(app)
+
+
+@pytest.mark.parametrize("path", PAGES)
+def test_page_renders_with_nav(client, path):
+    response = client.get(path)
+    assert response.status_code == 200, response.text
+    assert response.headers["content-type"].startswith("text/html")
+    links = parse(response.text)
+    for href in ("/", "/runs/new", "/sweeps/new", "/sweeps", "/compare"):
+        assert href in links.urls, f"nav link {href} missing on {path}"
+    json.loads(links.page_data)  # the data handed to the page's scripts is valid JSON
+
+
+@pytest.mark.parametrize("path", PAGES + ["/login"])
+def test_page_loads_nothing_from_other_hosts(client, path):
+    html = client.get(path).text
+    links = parse(html)
+    external = [u for u in links.urls if re.match(r"^(https?:)?//", u, re.I)]
+    assert not external, f"{path} refers to other hosts: {external}"
+    assert not re.search(r"(src|href)\s*=\s*[\"']?\s*(https?:)?//", html, re.I)
+    assert links.inline_scripts == 0, "scripts live in app/static, not inline"
+
+
+@pytest.mark.parametrize("path", PAGES + ["/login"])
+def test_every_script_and_stylesheet_of_a_page_is_served(client, path):
+    links = parse(client.get(path).text)
+    assets = [u for u in links.urls if u.startswith("/static/")]
+    assert "/static/js/common.js" in assets
+    for url in assets:
+        response = client.get(url)
+        assert response.status_code == 200, url
+        if url.split("?")[0].endswith(".js"):
+            assert response.headers["content-type"].startswith("text/javascript"), url
+        if url.endswith(".css"):
+            assert response.headers["content-type"].startswith("text/css"), url
+
+
+@pytest.mark.parametrize("path", ["/runs/7", "/sweeps/2", "/compare?run_ids=1,2"])
+def test_chart_pages_load_plotly_from_the_app_then_the_shared_chart_functions(client, path):
+    scripts = parse(client.get(path).text).scripts
+    plotly_js = [s for s in scripts if s.startswith("/static/vendor/plotly.min.js")]
+    assert plotly_js, scripts
+    assert scripts.index(plotly_js[0]) < scripts.index("/static/js/charts.js")
+
+
+def test_plotly_js_is_the_installed_packages_file_with_a_js_content_type(client):
+    expected = (resources.files("plotly") / "package_data" / "plotly.min.js").read_bytes()
+    response = client.get("/static/vendor/plotly.min.js", headers={"Accept-Encoding": "identity"})
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("text/javascript")
+    assert response.content == expected
+    assert "max-age" in response.headers["cache-control"]
+
+
+def test_plotly_js_is_gzipped_for_clients_that_accept_it(client):
+    expected = (resources.files("plotly") / "package_data" / "plotly.min.js").read_bytes()
+    response = client.get("/static/vendor/plotly.min.js", headers={"Accept-Encoding": "gzip"})
+    assert response.headers["content-encoding"] == "gzip"
+    assert response.content == expected  # httpx decodes it
+
+
+@pytest.mark.parametrize(
+    "path", ["/static/%2e%2e/pages.py", "/static/..%2fpages.py", "/static/js/nope.js", "/static/js"]
+)
+def test_static_route_serves_only_files_inside_app_static(client, path):
+    assert client.get(path).status_code == 404
+
+
+def test_new_run_page_hands_the_config_schema_to_its_script(client):
+    data = json.loads(parse(client.get("/runs/new").text).page_data)
+    props = data["schema"]["properties"]
+    assert props["epochs"]["default"] == 200
+    assert props["activation"]["enum"] == ["relu", "leaky_relu", "tanh", "sigmoid"]
+    assert data["report_grid"]["lr_ratio"] == ["2:1:1", "5:3:2", "5:4:1"]
+
+
+def test_pages_pass_only_ids_to_their_scripts(client):
+    assert json.loads(parse(client.get("/runs/7").text).page_data)["run_id"] == 7
+    assert json.loads(parse(client.get("/sweeps/2").text).page_data)["sweep_id"] == 2
+    data = json.loads(parse(client.get("/compare?run_ids=3,x,1,<b>").text).page_data)
+    assert data["run_ids"] == [3, 1]
+
+
+def test_non_numeric_ids_are_not_pages(client):
+    assert client.get("/runs/abc").status_code == 422
+    assert client.get("/sweeps/1;drop").status_code == 422
+
+
+def test_login_form_escapes_what_it_echoes(client):
+    evil = '/runs"><script>alert(1)</script>'
+    response = client.get("/login", params={"next": evil, "error": "<img src=x onerror=alert(2)>"})
+    assert response.status_code == 401
+    assert "<script>alert(1)" not in response.text
+    assert "<img src=x" not in response.text
+    assert "&lt;img src=x onerror=alert(2)&gt;" in response.text
+    links = parse(response.text)
+    assert "/login" in links.urls  # the form posts to /login
+
+
+def test_login_form_refuses_to_send_you_off_site(client):
+    html = client.get("/login", params={"next": "//evil.example/x"}).text
+    assert 'name="next" value="/"' in html
+
+
+def test_templates_autoescape():
+    template = pages.templates.env.from_string("{{ x }}")
+    assert template.render(x="<b>") == "&lt;b&gt;"
+
+
+def test_pages_module_does_not_import_torch():
+    code = "import sys, app.pages; sys.exit(1 if 'torch' in sys.modules else 0)"
+    assert subprocess.run([sys.executable, "-c", code], check=False).returncode == 0

@@ -1,0 +1,174 @@
+"""Fixtures of the browser tests: a real `resnet-lab serve` (web app + one local worker) on a
+free port with a temporary home, and headless Chromium (Debian's) driven by Playwright.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+SCREENSHOTS = ROOT / "artifacts" / "screenshots"
+CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
+LOCAL_HOSTS = {"127.0.0.1", "localhost"}
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@dataclass
+class Server:
+    url: str
+    home: Path
+    log: Path
+    proc: subprocess.Popen
+
+    def get(self, path: str, timeout: float = 5) -> dict:
+        with urllib.request.urlopen(self.url + path, timeout=timeout) as response:
+            return json.loads(response.read())
+
+    def logs(self) -> str:
+        return self.log.read_text(errors="replace")[-4000:]
+
+
+def _serve_command(home: Path, port: int) -> list[str]:
+    script = Path(sys.executable).with_name("resnet-lab")
+    args = ["serve", "--home", str(home), "--port", str(port), "--workers", "1"]
+    if script.exists():
+        return [str(script), *args]
+    return [sys.executable, "-m", "app.cli", *args]
+
+
+def _healthy(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url + "/healthz", timeout=1) as response:
+            return response.status == 200
+    except (OSError, urllib.error.URLError):
+        return False
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory) -> Iterator[Server]:
+    """`resnet-lab serve --workers 1` on a free port; ready once /healthz answers 200."""
+    home = tmp_path_factory.mktemp("resnet-lab-home")
+    port = free_port()
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in ("API_TOKEN", "BROKER_URL", "DATABASE_URL", "DATA_DIR", "RUNS_DIR")
+    }
+    env.update(RESNET_LAB_HOME=str(home), PYTHONUNBUFFERED="1", OMP_NUM_THREADS="1")
+    log = home / "serve.log"
+    with open(log, "wb") as out:
+        proc = subprocess.Popen(
+            _serve_command(home, port),
+            cwd=ROOT,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    srv = Server(f"http://127.0.0.1:{port}", home, log, proc)
+    try:
+        deadline = time.monotonic() + 60
+        while not _healthy(srv.url):
+            if proc.poll() is not None:
+                pytest.fail(f"resnet-lab serve exited with {proc.returncode}:\n{srv.logs()}")
+            if time.monotonic() > deadline:
+                pytest.fail(f"resnet-lab serve did not answer /healthz in 60 s:\n{srv.logs()}")
+            time.sleep(0.2)
+        yield srv
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGTERM)
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+
+
+@dataclass
+class Watch:
+    """Everything a page did that a test must check: requests, console errors, page errors."""
+
+    requests: list[str] = field(default_factory=list)
+    console_errors: list[str] = field(default_factory=list)
+    page_errors: list[str] = field(default_factory=list)
+    # (status, path) of responses that a test provokes on purpose, e.g. (422, "/api/runs")
+    # from a bad form: Chromium logs every 4xx/5xx response as a console error.
+    expected_responses: set[tuple[int, str]] = field(default_factory=set)
+
+    def foreign_requests(self) -> list[str]:
+        return [
+            u
+            for u in self.requests
+            if urlsplit(u).scheme not in ("data", "blob", "about")
+            and urlsplit(u).hostname not in LOCAL_HOSTS
+        ]
+
+    def on_console(self, message) -> None:
+        if message.type != "error":
+            return
+        text = message.text
+        where = message.location.get("url", "")
+        for status, path in self.expected_responses:
+            if f"status of {status}" in text and urlsplit(where).path == path:
+                return
+        self.console_errors.append(f"{text} ({where})")
+
+
+@pytest.fixture(scope="module")
+def browser():
+    if not Path(CHROMIUM).exists():
+        pytest.skip(f"no Chromium at {CHROMIUM} (apt-get install chromium, or set CHROMIUM)")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(
+            executable_path=CHROMIUM,
+            args=["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"],
+        )
+        yield browser
+        browser.close()
+
+
+@pytest.fixture
+def watch() -> Watch:
+    return Watch()
+
+
+@pytest.fixture
+def page(browser, watch):
+    context = browser.new_context(viewport={"width": 1280, "height": 900}, locale="en-GB")
+    page = context.new_page()
+    page.on("request", lambda request: watch.requests.append(request.url))
+    page.on("console", watch.on_console)
+    page.on("pageerror", lambda error: watch.page_errors.append(str(error)))
+    yield page
+    context.close()
+
+
+@pytest.fixture(scope="session")
+def screenshots() -> Path:
+    if SCREENSHOTS.exists():
+        shutil.rmtree(SCREENSHOTS)
+    SCREENSHOTS.mkdir(parents=True)
+    return SCREENSHOTS
