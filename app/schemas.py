@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
+from pydantic import BaseModel, ConfigDict, Field
 
 from app.db import METRIC_FIELDS, Metric, Run, RunStatus, utcnow
 from trainer.config import TrainConfig
@@ -18,19 +18,10 @@ class TrainConfigIn(TrainConfig):
 
     Strict JSON types: pydantic's lax mode would take `"5"` or `true` for an integer and
     `"0.1"` for a number, which the published schema calls invalid; here they are a 422
-    naming the field (an integer is still fine for a number). The blur range's cross-field
-    rule is checked on `blur_sigma_max` too, so its 422 names a field rather than the body.
+    naming the field (an integer is still fine for a number).
     """
 
     model_config = ConfigDict(strict=True)
-
-    @field_validator("blur_sigma_max")
-    @classmethod
-    def _max_not_below_min(cls, value: float, info: ValidationInfo) -> float:
-        low = info.data.get("blur_sigma_min")
-        if low is not None and value < low:
-            raise ValueError("blur_sigma_max must not be below blur_sigma_min")
-        return value
 
 
 class RunResultOut(BaseModel):
@@ -101,12 +92,11 @@ def eta_seconds(run: Run) -> float | None:
 
 
 def duration_seconds(run: Run) -> float | None:
-    if run.started_at is None:
-        return None
-    end = run.finished_at or (utcnow() if run.status == RunStatus.running else None)
-    if end is None:
-        return run.train_seconds or None
-    return max((end - run.started_at).total_seconds(), 0.0)
+    """Training time: the run's epoch times, plus the epoch in progress while running
+    (queue time after a retry is not counted)."""
+    if run.status == RunStatus.running:
+        return (run.train_seconds or 0.0) + max((utcnow() - run.updated_at).total_seconds(), 0)
+    return run.train_seconds or None
 
 
 def run_out(run: Run, *, with_result: bool = True) -> dict[str, Any]:

@@ -141,13 +141,18 @@ class SecurityMiddleware:
         if not _same_origin(headers):
             return _deny(403, "cross-site request refused")
         cookies = _cookies(headers)
-        if settings.api_token and scope["path"] not in OPEN_PATHS:
+        if scope["path"] in OPEN_PATHS:
+            return None
+        if settings.api_token:
             session = cookies.get(AUTH_COOKIE)
             if not token_ok(session, session_value(settings.api_token)):
                 return _deny(401, "authentication required: send Authorization: Bearer <token>")
-        if CSRF_COOKIE in cookies and scope["path"] not in OPEN_PATHS:
-            sent = headers.get(CSRF_HEADER)
-            if not token_ok(sent, cookies[CSRF_COOKIE]):
+        # Authenticated by cookie: the double-submit token is required, not only checked when
+        # the rl_csrf cookie happens to be there. Without API_TOKEN, a client with no rl_csrf
+        # cookie (curl, scripts) is only held to the same-origin check above.
+        if settings.api_token or CSRF_COOKIE in cookies:
+            expected = cookies.get(CSRF_COOKIE)
+            if not expected or not token_ok(headers.get(CSRF_HEADER), expected):
                 return _deny(403, "missing or wrong X-CSRF-Token header")
         return None
 

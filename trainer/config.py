@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
 Dataset = Literal["cifar10", "fashion_mnist", "digits"]
 Activation = Literal["relu", "leaky_relu", "tanh", "sigmoid"]
@@ -89,10 +89,13 @@ class TrainConfig(BaseModel):
     )
     compile: bool = Field(False, description="Use torch.compile (CUDA only).")
     train_limit: int = Field(
-        0, ge=0, description="Use only the first N training images (0 = all); for smoke runs."
+        0,
+        ge=0,
+        le=10**9,
+        description="Use only the first N training images (0 = all); for smoke runs.",
     )
     test_limit: int = Field(
-        0, ge=0, description="Use only the first N test images (0 = all); for smoke runs."
+        0, ge=0, le=10**9, description="Use only the first N test images (0 = all); for smoke runs."
     )
 
     @field_validator("lr_ratio")
@@ -100,11 +103,14 @@ class TrainConfig(BaseModel):
     def _check_ratio(cls, value: str) -> str:
         return ":".join(str(p) for p in parse_lr_ratio(value))
 
-    @model_validator(mode="after")
-    def _check_blur_range(self) -> TrainConfig:
-        if self.blur_sigma_min > self.blur_sigma_max:
-            raise ValueError("blur_sigma_min must not exceed blur_sigma_max")
-        return self
+    @field_validator("blur_sigma_max")
+    @classmethod
+    def _check_blur_range(cls, value: float, info: ValidationInfo) -> float:
+        # A field validator (not a model one), so the error names blur_sigma_max.
+        low = info.data.get("blur_sigma_min")
+        if low is not None and value < low:
+            raise ValueError("blur_sigma_max must not be below blur_sigma_min")
+        return value
 
     @property
     def lr_phases(self) -> tuple[int, int, int]:

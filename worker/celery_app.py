@@ -3,6 +3,9 @@
 
 from __future__ import annotations
 
+import sqlite3
+from functools import partial
+
 from celery import Celery
 from kombu.transport import sqlalchemy as kombu_sqlalchemy
 
@@ -42,8 +45,25 @@ def make_celery() -> Celery:
         worker_hijack_root_logger=False,
     )
     if settings.uses_embedded_broker:
-        app.conf.broker_transport_options = {"connect_args": {"timeout": 30}}
+        # Transport options go to create_engine: every broker connection comes from here.
+        broker_db = str(settings.home_dir / "broker.db")
+        app.conf.broker_transport_options = {"creator": partial(_broker_connection, broker_db)}
     return app
+
+
+def _broker_connection(path: str) -> sqlite3.Connection:
+    """A connection to the embedded broker's SQLite file.
+
+    WAL: the app publishing and the workers polling (BEGIN IMMEDIATE every 0.1 s) no longer
+    wait on each other's locks. synchronous=NORMAL: no fsync per message; kombu commits every
+    message on its own, so a 108-run grid took 108 fsyncs (about 2 s here, 0.25 s without).
+    Like Redis's default append-only fsync (every second), an OS crash or power cut may lose
+    the last messages; a crash of the app or a worker loses none.
+    """
+    conn = sqlite3.connect(path, timeout=30, check_same_thread=False)
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute("PRAGMA synchronous=NORMAL")
+    return conn
 
 
 celery_app = make_celery()

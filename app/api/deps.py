@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import math
+from collections.abc import Callable, Coroutine
 from typing import Annotated, Any
 
 import orjson
-from fastapi import Depends, HTTPException, Path
+from fastapi import Depends, HTTPException, Path, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
+from fastapi.routing import APIRoute
 from sqlalchemy.orm import Session
 
 from app.config import Settings, get_settings
@@ -43,3 +47,38 @@ def dumps(data: Any) -> bytes:
 def fast_json(data: Any, status_code: int = 200) -> Response:
     """JSON without per-row model validation: list endpoints return thousands of rows."""
     return Response(dumps(data), status_code=status_code, media_type="application/json")
+
+
+def _json_safe(value: Any, depth: int = 4) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)  # "nan", "inf", "-inf"
+    if isinstance(value, (dict, list, tuple)) and depth == 0:
+        return "..."
+    if isinstance(value, dict):
+        return {k: _json_safe(v, depth - 1) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_safe(v, depth - 1) for v in value]
+    return value
+
+
+class JSONSafeRoute(APIRoute):
+    """A route whose 422 can always be rendered.
+
+    A validation error echoes the offending input, which FastAPI encodes as it is. Two inputs
+    made that encoding fail with a 500: NaN and Infinity (not JSON, but Python's json reads
+    them into floats), and a body nested a few hundred levels deep (recursion limit). Here
+    non-finite numbers are echoed as text and containers below four levels as "...".
+    """
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        handler = super().get_route_handler()
+
+        async def route(request: Request) -> Response:
+            try:
+                return await handler(request)
+            except RequestValidationError as exc:
+                raise RequestValidationError(
+                    _json_safe(list(exc.errors())), body=exc.body, endpoint_ctx=exc.endpoint_ctx
+                ) from None
+
+        return route

@@ -12,7 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import func, select
 
 from app import lifecycle
-from app.api.deps import SessionDep, SettingsDep, SweepDep, fast_json
+from app.api.deps import JSONSafeRoute, SessionDep, SettingsDep, SweepDep, fast_json
 from app.api.runs import csv_response
 from app.db import ACTIVE, RETRYABLE, Metric, Run, RunStatus, Sweep
 from app.grid import PRESETS, REPORT_BASELINE, GridError, SweepRequest, expand
@@ -32,7 +32,7 @@ from app.security import limit_submissions
 from app.stats import progress, summarize
 from trainer.config import TrainConfig
 
-router = APIRouter(prefix="/api", tags=["sweeps"])
+router = APIRouter(prefix="/api", tags=["sweeps"], route_class=JSONSafeRoute)
 
 # Training images per second assumed for an estimate when no run has been timed yet:
 # a full-width ResNet18 on one modern GPU; narrower models scale with width squared.
@@ -48,7 +48,8 @@ class RunIds(BaseModel):
     # Strict: lax mode would read `[true]` as run 1; unknown keys are a 422, as elsewhere.
     model_config = ConfigDict(strict=True, extra="forbid")
 
-    run_ids: list[int] | None = Field(None, max_length=10_000)
+    # Bounded like the path ids: SQLite cannot bind integers past 64 bits (that was a 500).
+    run_ids: list[Annotated[int, Field(ge=1, le=2**62)]] | None = Field(None, max_length=10_000)
 
 
 def _sweep_runs(session, sweep_id: int) -> list[Run]:
@@ -109,13 +110,16 @@ def create_sweep(body: SweepRequest, request: Request, session: SessionDep, sett
     except GridError as exc:
         raise _validation_error(exc.errors) from None
     limit_submissions(request, len(configs), settings)
-    name = body.name or (body.preset or " × ".join(body.resolved_grid())) or "sweep"
+    grid = body.resolved_grid()
+    name = body.name or (body.preset or " × ".join(grid)) or "sweep"
     sweep, runs = lifecycle.create_sweep(
         session,
         name=name,
         preset=body.preset,
-        base=body.base,
-        grid=body.resolved_grid(),
+        # Base fields that the grid varies apply to no run, so no cell validated them: they
+        # are not stored (an unvalidated 10**30 there made every sweep listing answer 500).
+        base={k: v for k, v in body.base.items() if k not in grid},
+        grid=grid,
         seeds=body.seeds,
         configs=configs,
     )
