@@ -6,18 +6,31 @@ from __future__ import annotations
 import logging
 import os
 import socket
+import threading
 import traceback
+
+from celery.signals import worker_shutting_down
 
 from app import lifecycle
 from app.config import get_settings
-from app.db import ACTIVE, Run, new_session
+from app.db import ACTIVE, Run, RunStatus, new_session
 from app.paths import run_dir
+from app.queue import enqueue
 from trainer.config import TrainConfig
 from trainer.results import EpochMetrics
 from worker.celery_app import TRAIN_TASK, celery_app
 from worker.heartbeat import Heartbeat
 
 log = logging.getLogger(__name__)
+
+# Set when the worker is asked to shut down (SIGTERM, Ctrl-C): the run in progress stops
+# between batches and goes back to the queue, instead of holding the shutdown for hours.
+shutting_down = threading.Event()
+
+
+@worker_shutting_down.connect
+def _on_shutdown(**_kwargs) -> None:
+    shutting_down.set()
 
 
 def worker_name() -> str:
@@ -34,6 +47,9 @@ def run_one(run_id: int) -> str:
     """Train one run to the end; returns what became of it (for logs and tests)."""
     settings = get_settings()
     me = worker_name()
+    if shutting_down.is_set():
+        enqueue([run_id])  # taken while shutting down: leave it to the next worker
+        return "requeued"
     with new_session() as session:
         run = session.get(Run, run_id)
         if run is None:
@@ -62,7 +78,7 @@ def run_one(run_id: int) -> str:
         result = train(
             config,
             on_epoch=on_epoch,
-            should_stop=beat.stop_requested.is_set,
+            should_stop=lambda: beat.stop_requested.is_set() or shutting_down.is_set(),
             checkpoint_dir=checkpoint_dir,
             data_dir=settings.resolved_data_dir,
         )
@@ -79,6 +95,14 @@ def run_one(run_id: int) -> str:
         # Idempotent: fills in an epoch whose write a crash interrupted in an earlier attempt.
         for metrics in result.epochs:
             lifecycle.record_epoch(session, run_id, metrics)
+        if result.stopped_early and shutting_down.is_set():
+            if lifecycle.cancel_requested(session, run_id):
+                lifecycle.finish(session, run_id, result, str(checkpoint_dir))
+                return "cancelled"
+            # Not the user's stop: the next worker resumes it from the last checkpoint.
+            if lifecycle.requeue(session, run_id, (RunStatus.running,), Run.worker == me):
+                enqueue([run_id])
+            return "requeued"
         if not lifecycle.finish(session, run_id, result, str(checkpoint_dir)):
             return "superseded"
     return "cancelled" if result.stopped_early else "succeeded"

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import signal
 import time
 
 import pytest
@@ -175,3 +177,25 @@ def test_sweep_events_report_each_run_and_epoch(service):
                 if done == set(sweep["run_ids"]):
                     break
     assert seen_epochs == {(r, e) for r in sweep["run_ids"] for e in (1, 2)}
+
+
+def test_sigterm_puts_the_running_run_back_in_the_queue_and_the_next_worker_resumes_it(
+    service,
+):
+    run_id = submit(service, epochs=200, train_limit=1024, width=8)
+    worker = service.start_worker()
+    wait_for(lambda: service.run(run_id)["epochs_done"] >= 1, 120, "the first epoch")
+
+    os.killpg(worker.pid, signal.SIGTERM)  # what Ctrl-C on `resnet-lab serve` sends
+    worker.wait(timeout=60)  # a warm shutdown that does not wait for 200 epochs
+    run = service.run(run_id)
+    assert run["status"] == "queued", run
+    done = run["epochs_done"]
+
+    service.start_worker()
+    wait_for(lambda: service.run(run_id)["epochs_done"] > done, 120, "the run to resume")
+    assert service.client.post(f"/api/runs/{run_id}/cancel").status_code == 200
+    run = service.wait_status(run_id, {"cancelled"}, timeout=60)
+    assert run["result"]["resumed_from_epoch"] >= done
+    epochs = [e["epoch"] for e in service.metrics(run_id)]
+    assert epochs == list(range(1, len(epochs) + 1))
