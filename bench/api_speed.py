@@ -21,9 +21,7 @@ import argparse
 import os
 import random
 import signal
-import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -31,8 +29,8 @@ from pathlib import Path
 
 import httpx
 import psutil
+from serving import ROOT, fake_epoch, free_port, start_server, wait_healthy  # noqa: E402
 
-ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 TARGET_MS = 50.0
@@ -76,19 +74,7 @@ def fill(home: Path, runs: int, epochs: int) -> tuple[int, list[int]]:
                 acc = 0.1
                 for epoch in range(1, epochs + 1):
                     acc = min(acc + rng.random() * 0.01, 0.99)
-                    rows.append(
-                        dict(
-                            run_id=run_id,
-                            epoch=epoch,
-                            lr=0.1,
-                            train_loss=1 - acc,
-                            train_acc=acc,
-                            test_loss=1 - acc,
-                            test_acc=acc,
-                            seconds=10.0,
-                            images_per_second=5000.0,
-                        )
-                    )
+                    rows.append(dict(run_id=run_id, **fake_epoch(epoch, acc)))
                 finals[run_id] = acc
             session.execute(insert(Metric), rows)
             for run_id in ids:
@@ -106,12 +92,6 @@ def fill(home: Path, runs: int, epochs: int) -> tuple[int, list[int]]:
                 )
             session.commit()
     return sweep.id, [r.id for r in sweep_runs]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def measure(client: httpx.Client, url: str, n: int) -> tuple[float, float]:
@@ -140,39 +120,11 @@ def main() -> int:
         print(f"filled {args.runs} runs x {args.epochs} epochs in {time.perf_counter() - t0:.1f}s")
 
         port = free_port()
-        env = {**os.environ, "RESNET_LAB_HOME": str(home)}
-        env.pop("BROKER_URL", None)
-        started = time.perf_counter()
-        proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "app.cli",
-                "serve",
-                "--workers",
-                "0",
-                "--port",
-                str(port),
-                "--loglevel",
-                "warning",
-            ],
-            env=env,
-            cwd=ROOT,
-            start_new_session=True,
-        )
+        proc = start_server(home, port)
         base = f"http://127.0.0.1:{port}"
         try:
             with httpx.Client(base_url=base, timeout=30) as client:
-                while True:
-                    try:
-                        if client.get("/healthz").status_code == 200:
-                            break
-                    except httpx.HTTPError:
-                        pass
-                    if time.perf_counter() - started > 30:
-                        raise SystemExit("serve did not answer /healthz within 30 s")
-                    time.sleep(0.02)
-                health_s = time.perf_counter() - started
+                health_s = wait_healthy(client, proc)
                 curves = ",".join(map(str, sweep_ids[:36]))
                 cases = [
                     ("baseline: /api/presets", "/api/presets"),

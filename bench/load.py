@@ -38,7 +38,6 @@ import json
 import os
 import random
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -47,8 +46,8 @@ import time
 from pathlib import Path
 
 import httpx
+from serving import ROOT, fake_epoch, free_port, start_server, wait_healthy  # noqa: E402
 
-ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 EPOCHS_PER_RUN = 200
@@ -92,16 +91,7 @@ def writer_main(args: argparse.Namespace) -> int:
             current_file.write_text(f"{index} {run_ids[index]}")
             continue
         acc = min(0.1 + epoch / EPOCHS_PER_RUN * 0.85, 0.99)
-        metrics = EpochMetrics(
-            epoch=epoch,
-            lr=0.1,
-            train_loss=1 - acc,
-            train_acc=acc,
-            test_loss=1 - acc,
-            test_acc=acc,
-            seconds=1.0,
-            images_per_second=1000.0,
-        )
+        metrics = EpochMetrics(**fake_epoch(epoch, acc, seconds=1.0, ips=1000.0))
         t0 = time.perf_counter()
         try:
             with new_session() as session:
@@ -229,12 +219,6 @@ class Readers:
 # ------------------------------------------------------------------ helpers
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def pct(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return 1000 * ordered[int(q * (len(ordered) - 1))] if ordered else float("nan")
@@ -248,34 +232,6 @@ def timed_posts(client: httpx.Client, path: str, body: dict, n: int) -> list[flo
         times.append(time.perf_counter() - t0)
         response.raise_for_status()
     return times
-
-
-def start_server(home: Path, port: int, log: Path) -> subprocess.Popen:
-    env = {k: v for k, v in os.environ.items() if k not in ("BROKER_URL", "DATABASE_URL")}
-    # The bench submits many runs from one client: lift the per-client submission limit.
-    env.update(RESNET_LAB_HOME=str(home), SUBMIT_RATE_PER_MINUTE="1000000")
-    cmd = [sys.executable, "-m", "app.cli", "serve", "--workers", "0", "--port", str(port)]
-    return subprocess.Popen(
-        [*cmd, "--home", str(home), "--loglevel", "warning"],
-        env=env,
-        cwd=ROOT,
-        stdout=log.open("wb"),
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
-
-
-def wait_healthy(client: httpx.Client, proc: subprocess.Popen) -> None:
-    started = time.monotonic()
-    while True:
-        try:
-            if client.get("/healthz").status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        if proc.poll() is not None or time.monotonic() - started > 30:
-            raise SystemExit("serve did not answer /healthz within 30 s")
-        time.sleep(0.05)
 
 
 # ------------------------------------------------------------------ main
@@ -305,7 +261,8 @@ def main() -> int:
         server_log = Path(tmp) / "serve.log"
         port = free_port()
         base = f"http://127.0.0.1:{port}"
-        proc = start_server(home, port, server_log)
+        # The bench submits many runs from one client: lift the per-client submission limit.
+        proc = start_server(home, port, server_log, SUBMIT_RATE_PER_MINUTE="1000000")
         writers: list[subprocess.Popen] = []
         try:
             with httpx.Client(base_url=base, timeout=60) as client:
