@@ -1,5 +1,5 @@
 """The Celery app and its settings. Start a worker with `resnet-lab worker` or
-`celery -A worker.celery_app worker --pool solo`."""
+`celery -A worker.celery_app worker`."""
 
 from __future__ import annotations
 
@@ -34,6 +34,10 @@ def make_celery() -> Celery:
         task_acks_late=True,
         task_reject_on_worker_lost=True,
         worker_prefetch_multiplier=1,
+        # One run per worker process, trained in that process: CUDA is never forked, a
+        # SIGKILL takes the run with it, and plain `celery -A worker.celery_app worker`
+        # behaves like `resnet-lab worker`.
+        worker_pool="solo",
         worker_concurrency=1,
         worker_cancel_long_running_tasks_on_connection_loss=True,
         broker_connection_retry_on_startup=True,
