@@ -113,7 +113,8 @@ def list_runs(
     filters = (status, sweep_id, dataset, activation, lr_ratio, augmentation, seed)
     total = session.scalar(_filtered(select(func.count(Run.id)), *filters))
     column = SORTABLE[sort.lstrip("-")]
-    order = column.desc() if sort.startswith("-") else column.asc()
+    # Runs without a value (no result yet) go last either way, on SQLite and PostgreSQL alike.
+    order = (column.desc() if sort.startswith("-") else column.asc()).nulls_last()
     tiebreak = Run.id.desc() if sort.startswith("-") else Run.id.asc()
     rows = session.scalars(
         _filtered(select(Run), *filters).order_by(order, tiebreak).limit(limit).offset(offset)

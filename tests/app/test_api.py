@@ -116,6 +116,12 @@ def test_runs_list_sorts_filters_and_paginates(api):
     assert [r["id"] for r in page["items"]] == [ids[1], ids[2]]
     page = api.get("/api/runs", params={"sort": "-best_test_acc", "limit": 2, "offset": 2}).json()
     assert [r["id"] for r in page["items"]] == [ids[0], ids[3]]
+    unfinished = api.post("/api/runs", json=TINY).json()["id"]
+    for sort in ("best_test_acc", "-best_test_acc"):
+        items = api.get("/api/runs", params={"sort": sort}).json()["items"]
+        assert items[-1]["id"] == unfinished, sort  # no result yet: last either way
+    api.post(f"/api/runs/{unfinished}/cancel")
+    api.delete(f"/api/runs/{unfinished}")
     relu = api.get("/api/runs", params={"activation": "relu"}).json()
     assert {r["id"] for r in relu["items"]} == {ids[0], ids[2]}
     assert api.get("/api/runs", params={"sort": "nonsense"}).status_code == 422
