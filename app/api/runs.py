@@ -217,8 +217,10 @@ def cancel_run(run: RunDep, session: SessionDep):
     "/runs/{run_id}/retry", response_model=RunOut, responses={**NOT_FOUND, **CONFLICT, **GUARDED}
 )
 def retry_run(run: RunDep, session: SessionDep):
-    """Failed, cancelled or lost: queued again, resuming from its last checkpoint."""
-    if not lifecycle.requeue(session, run.id):
+    """Failed, cancelled or lost: queued again, resuming from its last checkpoint. Queued:
+    its task is sent again (for a queue message lost with a broker that kept none); a
+    duplicate is harmless, the first worker to claim the run wins."""
+    if run.status != RunStatus.queued and not lifecycle.requeue(session, run.id):
         raise HTTPException(409, f"run {run.id} is {RunStatus(run.status).value}; not retryable")
     enqueue([run.id])
     session.refresh(run)

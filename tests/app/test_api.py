@@ -63,7 +63,11 @@ def test_cancel_of_queued_run_is_immediate_and_second_cancel_is_409(api):
     assert api.post(f"/api/runs/{run_id}/cancel").json()["status"] == "cancelled"
     assert api.post(f"/api/runs/{run_id}/cancel").status_code == 409
     assert api.post(f"/api/runs/{run_id}/retry").json()["status"] == "queued"
-    assert api.post(f"/api/runs/{run_id}/retry").status_code == 409
+    # Retrying a queued run re-sends its task (a lost broker message) and changes nothing.
+    assert api.post(f"/api/runs/{run_id}/retry").json()["status"] == "queued"
+    with new_session() as session:
+        lifecycle.claim(session, run_id, "w", heartbeat_timeout=30)
+    assert api.post(f"/api/runs/{run_id}/retry").status_code == 409  # running
 
 
 def test_delete_is_refused_while_queued_and_removes_finished_runs_with_metrics(api):
