@@ -6,8 +6,10 @@ from contextlib import asynccontextmanager
 
 import anyio
 from fastapi import FastAPI
+from fastapi.exceptions import RequestValidationError
 
 from app.api import router as api_router
+from app.api.deps import validation_error_handler
 from app.config import get_settings
 from app.db import get_engine
 from app.reaper import reap_forever
@@ -33,6 +35,7 @@ def create_app() -> FastAPI:
         lifespan=lifespan,
     )
     app.add_middleware(SecurityMiddleware)
+    app.add_exception_handler(RequestValidationError, validation_error_handler)
     app.include_router(api_router)
     from app import auth, pages
 

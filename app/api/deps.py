@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Coroutine
 from typing import Annotated, Any
 
 import orjson
 from fastapi import Depends, HTTPException, Path, Request
+from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import Response
-from fastapi.routing import APIRoute
+from fastapi.responses import JSONResponse, Response
 from sqlalchemy.orm import Session
 
 from app.config import Settings, get_settings
@@ -61,24 +60,14 @@ def _json_safe(value: Any, depth: int = 4) -> Any:
     return value
 
 
-class JSONSafeRoute(APIRoute):
-    """A route whose 422 can always be rendered.
+async def validation_error_handler(request: Request, exc: RequestValidationError) -> Response:
+    """422 with the field and the reason, renderable whatever the input was.
 
-    A validation error echoes the offending input, which FastAPI encodes as it is. Two inputs
-    made that encoding fail with a 500: NaN and Infinity (not JSON, but Python's json reads
-    them into floats), and a body nested a few hundred levels deep (recursion limit). Here
-    non-finite numbers are echoed as text and containers below four levels as "...".
+    A validation error echoes the offending input, which FastAPI's own handler encodes as it
+    is. Two inputs made that encoding fail with a 500: NaN and Infinity (not JSON, but
+    Python's json reads them into floats), and a body nested a few hundred levels deep
+    (recursion limit). Here non-finite numbers are echoed as text and containers below four
+    levels as "...".
     """
-
-    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
-        handler = super().get_route_handler()
-
-        async def route(request: Request) -> Response:
-            try:
-                return await handler(request)
-            except RequestValidationError as exc:
-                raise RequestValidationError(
-                    _json_safe(list(exc.errors())), body=exc.body, endpoint_ctx=exc.endpoint_ctx
-                ) from None
-
-        return route
+    detail = jsonable_encoder(_json_safe(list(exc.errors())))
+    return JSONResponse({"detail": detail}, status_code=422)

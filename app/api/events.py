@@ -15,11 +15,11 @@ from fastapi import APIRouter, Query, Request
 from sqlalchemy import select
 from sse_starlette.sse import EventSourceResponse
 
-from app.api.deps import JSONSafeRoute, RunDep, SettingsDep, SweepDep, dumps
+from app.api.deps import RunDep, SettingsDep, SweepDep, dumps
 from app.db import FINISHED, METRIC_FIELDS, Metric, Run, RunStatus, new_session
 from app.schemas import NOT_FOUND, run_out
 
-router = APIRouter(prefix="/api", tags=["events"], route_class=JSONSafeRoute)
+router = APIRouter(prefix="/api", tags=["events"])
 
 
 def _event(name: str, data) -> dict:

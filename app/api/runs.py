@@ -13,7 +13,7 @@ from fastapi.responses import FileResponse, Response
 from sqlalchemy import func, select
 
 from app import lifecycle
-from app.api.deps import JSONSafeRoute, RunDep, SessionDep, SettingsDep, fast_json
+from app.api.deps import RunDep, SessionDep, SettingsDep, fast_json
 from app.db import METRIC_FIELDS, Metric, Run, RunStatus
 from app.paths import checkpoint_file, run_dir
 from app.queue import enqueue
@@ -32,7 +32,7 @@ from app.schemas import (
 from app.security import limit_submissions
 from trainer.config import TrainConfig
 
-router = APIRouter(prefix="/api", tags=["runs"], route_class=JSONSafeRoute)
+router = APIRouter(prefix="/api", tags=["runs"])
 
 SORTABLE = {
     "id": Run.id,

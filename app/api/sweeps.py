@@ -12,7 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import func, select
 
 from app import lifecycle
-from app.api.deps import JSONSafeRoute, SessionDep, SettingsDep, SweepDep, fast_json
+from app.api.deps import SessionDep, SettingsDep, SweepDep, fast_json
 from app.api.runs import csv_response
 from app.db import ACTIVE, RETRYABLE, Metric, Run, RunStatus, Sweep
 from app.grid import PRESETS, REPORT_BASELINE, GridError, SweepRequest, expand
@@ -32,7 +32,7 @@ from app.security import limit_submissions
 from app.stats import progress, summarize
 from trainer.config import TrainConfig
 
-router = APIRouter(prefix="/api", tags=["sweeps"], route_class=JSONSafeRoute)
+router = APIRouter(prefix="/api", tags=["sweeps"])
 
 # Training images per second assumed for an estimate when no run has been timed yet:
 # a full-width ResNet18 on one modern GPU; narrower models scale with width squared.
