@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import io
 import os
 import signal
 import time
 
 import pytest
+import torch
 
 from tests.conftest import TINY, wait_for
 
@@ -43,6 +45,11 @@ def test_tiny_run_goes_queued_running_succeeded_with_one_row_per_epoch(service):
     assert len(run["result"]["confusion_matrix"]) == 10
     assert sum(map(sum, run["result"]["confusion_matrix"])) == TINY["test_limit"]
     assert run["environment"]["torch"]
+
+    download = service.client.get(f"/api/runs/{run_id}/checkpoint")
+    assert download.status_code == 200
+    state = torch.load(io.BytesIO(download.content), weights_only=True)
+    assert state["epoch"] == 2 and state["config"]["dataset"] == "digits"
 
 
 def test_sweep_2x2_with_two_seeds_finishes_with_mean_and_spread_per_cell(service):
