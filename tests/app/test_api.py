@@ -201,3 +201,19 @@ def test_cross_site_post_is_refused(api):
     response = api.post("/api/runs", json=TINY, headers={"Origin": "http://evil.example"})
     assert response.status_code == 403
     assert count_runs() == 0
+
+
+def test_estimate_uses_measured_throughput_of_the_same_model_once_there_is_some(api):
+    body = {"base": {**TINY, "epochs": 10}, "grid": {"activation": ["relu", "tanh"]}}
+    guess = api.post("/api/sweeps/estimate", json=body).json()
+    assert guess["runs"] == 2 and guess["epochs"] == 20
+    assert guess["images"] == 2 * 10 * (TINY["train_limit"] + TINY["test_limit"])
+    assert guess["basis"] == ["assumed 20,000 img/s at width 64"]
+    assert count_runs() == 0
+
+    run_id = api.post("/api/runs", json=TINY).json()["id"]
+    with new_session() as session:
+        lifecycle.record_epoch(session, run_id, epoch_row(1, 0.5))  # 100 img/s
+    measured = api.post("/api/sweeps/estimate", json=body).json()
+    assert measured["basis"] == ["measured: recent digits runs at width 4"]
+    assert measured["estimated_gpu_seconds"] == pytest.approx(measured["images"] / 100.0)
