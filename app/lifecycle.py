@@ -53,9 +53,14 @@ def stale_before(heartbeat_timeout: float) -> datetime:
     return utcnow() - timedelta(seconds=heartbeat_timeout)
 
 
+def silent(heartbeat_timeout: float):
+    """SQL condition: the run's worker has not sent a heartbeat for heartbeat_timeout."""
+    return or_(Run.heartbeat_at.is_(None), Run.heartbeat_at < stale_before(heartbeat_timeout))
+
+
 def claim(session: Session, run_id: int, worker: str, heartbeat_timeout: float) -> bool:
     """Take a queued run, or a running/lost one whose worker has gone silent."""
-    stale = or_(Run.heartbeat_at.is_(None), Run.heartbeat_at < stale_before(heartbeat_timeout))
+    stale = silent(heartbeat_timeout)
     now = utcnow()
     return _cas(
         session,
@@ -203,7 +208,7 @@ def reap(session: Session, heartbeat_timeout: float) -> list[int]:
     """Mark running runs whose heartbeat is stale as lost; returns their ids."""
     stale = and_(
         Run.status == RunStatus.running.value,
-        or_(Run.heartbeat_at.is_(None), Run.heartbeat_at < stale_before(heartbeat_timeout)),
+        silent(heartbeat_timeout),
     )
     ids = list(session.scalars(select(Run.id).where(stale)))
     lost = [
@@ -223,7 +228,7 @@ def reap(session: Session, heartbeat_timeout: float) -> list[int]:
 
 def orphans(session: Session, heartbeat_timeout: float, max_attempts: int) -> list[int]:
     """Lost runs, and running ones gone silent, that a live worker may resume."""
-    stale = or_(Run.heartbeat_at.is_(None), Run.heartbeat_at < stale_before(heartbeat_timeout))
+    stale = silent(heartbeat_timeout)
     return list(
         session.scalars(
             select(Run.id)

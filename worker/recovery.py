@@ -25,9 +25,7 @@ def recover_once() -> list[int]:
     with new_session() as session:
         candidates = lifecycle.orphans(session, settings.heartbeat_timeout, settings.max_attempts)
         stale = or_(
-            Run.status == RunStatus.lost.value,
-            Run.heartbeat_at.is_(None),
-            Run.heartbeat_at < lifecycle.stale_before(settings.heartbeat_timeout),
+            Run.status == RunStatus.lost.value, lifecycle.silent(settings.heartbeat_timeout)
         )
         requeued = [
             run_id

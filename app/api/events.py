@@ -16,7 +16,8 @@ from sqlalchemy import select
 from sse_starlette.sse import EventSourceResponse
 
 from app.api.deps import RunDep, SettingsDep, SweepDep, dumps
-from app.db import FINISHED, METRIC_FIELDS, Metric, Run, RunStatus, new_session
+from app.api.runs import metric_rows
+from app.db import FINISHED, Run, RunStatus, new_session
 from app.schemas import NOT_FOUND, run_out
 
 router = APIRouter(prefix="/api", tags=["events"])
@@ -27,18 +28,11 @@ def _event(name: str, data) -> dict:
 
 
 def _new_epochs(session, run_ids: list[int], after: dict[int, int]) -> list[dict]:
-    columns = [getattr(Metric, f) for f in METRIC_FIELDS]
-    floor = min(after.values(), default=0)
-    rows = session.execute(
-        select(Metric.run_id, *columns)
-        .where(Metric.run_id.in_(run_ids), Metric.epoch > floor)
-        .order_by(Metric.run_id, Metric.epoch)
-    )
-    out = []
-    for row in rows:
-        if row[1] > after.get(row[0], 0):
-            out.append({"run_id": row[0], **dict(zip(METRIC_FIELDS, row[1:]))})
-    return out
+    return [
+        {"run_id": run_id, **row}
+        for run_id, rows in metric_rows(session, run_ids, after).items()
+        for row in rows
+    ]
 
 
 @router.get("/runs/{run_id}/events", responses=NOT_FOUND)
