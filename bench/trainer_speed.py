@@ -92,10 +92,13 @@ def time_trainer(
     device: str,
     precision: str = "auto",
     compile: bool = False,
+    channels_last: bool | None = None,
 ) -> tuple[float, Runtime]:
-    """Images/s of trainer.loop's inner loop (gather, augment, layout, train_step)."""
+    """Images/s of trainer.loop's inner loop (gather, augment, layout, train_step).
+
+    channels_last=None takes the layout trainer.precision.choose_layout picks."""
     config = BenchConfig(precision=precision, compile=compile)
-    runtime = select_runtime(config, device)  # type: ignore[arg-type]
+    runtime = select_runtime(config, device, channels_last)  # type: ignore[arg-type]
     torch.manual_seed(0)
     model = ResNet18(10, width).to(runtime.device, memory_format=runtime.memory_format)
     optimizer = sgd(model)
@@ -231,6 +234,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--compile", action="store_true", help="on CUDA, also time --big-batch compiled"
     )
+    parser.add_argument(
+        "--layout",
+        choices=["auto", "compare"],
+        default="auto",
+        help="auto: the trainer's own choice; compare: also time the other layout (evidence "
+        "for the rule; never compare below width 6 on an AVX2 CPU, where channels_last hangs)",
+    )
     args = parser.parse_args(argv)
 
     total = (args.warmup + args.steps) * max(args.batch_size, REFERENCE_BATCH)
@@ -265,11 +275,29 @@ def main(argv: list[str] | None = None) -> int:
                 )  # fmt: skip
             )
     layout = "channels_last" if runtime.channels_last else "NCHW"
+    print(f"layout chosen: {layout} ({runtime.layout_reason})", flush=True)
     print(
         f"trainer    batch {args.batch_size:>4}  {runtime.precision} {layout}, on-device "
         f"per-image crop+flip: {max(ours_runs):10.1f} img/s  (rounds: {_fmt(ours_runs)})",
         flush=True,
     )
+    if args.layout == "compare":
+        other = not runtime.channels_last
+        speeds = [
+            time_trainer(
+                images, labels, width=args.width, batch=args.batch_size, steps=args.steps,
+                warmup=args.warmup, device=args.device, precision=args.precision,
+                channels_last=other,
+            )[0]
+            for _ in range(args.repeats)
+        ]  # fmt: skip
+        name = "channels_last" if other else "NCHW"
+        print(
+            f"trainer    batch {args.batch_size:>4}  {runtime.precision} {name} (not chosen): "
+            f"{max(speeds):10.1f} img/s  (rounds: {_fmt(speeds)}); chosen / other: "
+            f"{max(ours_runs) / max(speeds):.2f}x",
+            flush=True,
+        )
     if ref_runs:
         print(
             f"reference  batch {REFERENCE_BATCH:>4}  fp32 NCHW, DataLoader({args.ref_workers} "
