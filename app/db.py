@@ -53,8 +53,13 @@ class RunStatus(str, enum.Enum):
     lost = "lost"
 
 
+# The one status vocabulary; pages read it from GET /api/statuses, never from a copy.
+# ACTIVE: a worker holds the run or will take it. FINAL: nothing changes it again unless a
+# person retries it. lost is neither: workers resume lost runs by themselves, so a lost run
+# can still change and streams keep following it (CHANGING = everything not final).
 ACTIVE = (RunStatus.queued, RunStatus.running)
-FINISHED = (RunStatus.succeeded, RunStatus.failed, RunStatus.cancelled, RunStatus.lost)
+FINAL = (RunStatus.succeeded, RunStatus.failed, RunStatus.cancelled)
+CHANGING = (RunStatus.queued, RunStatus.running, RunStatus.lost)
 RETRYABLE = (RunStatus.failed, RunStatus.cancelled, RunStatus.lost)
 
 

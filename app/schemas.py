@@ -133,6 +133,14 @@ def metric_out(metric: Metric) -> dict[str, Any]:
     return {name: getattr(metric, name) for name in METRIC_FIELDS}
 
 
+class StatusesOut(BaseModel):
+    all: list[str]
+    active: list[str]
+    final: list[str]
+    changing: list[str]
+    retryable: list[str]
+
+
 class ErrorOut(BaseModel):
     detail: str
 

@@ -17,7 +17,7 @@ from sse_starlette.sse import EventSourceResponse
 
 from app.api.deps import RunDep, SettingsDep, SweepDep, dumps
 from app.api.runs import metric_rows
-from app.db import FINISHED, Run, RunStatus, new_session
+from app.db import FINAL, Run, RunStatus, new_session
 from app.schemas import NOT_FOUND, run_out
 
 router = APIRouter(prefix="/api", tags=["events"])
@@ -60,7 +60,7 @@ async def run_events(
             if current.updated_at != last_update:
                 events.append(_event("status", run_out(current)))
                 last_update = current.updated_at
-            finished = RunStatus(current.status) in FINISHED and not current.cancel_requested
+            finished = RunStatus(current.status) in FINAL and not current.cancel_requested
             return events, last_epoch, last_update, finished
 
     async def stream() -> AsyncIterator[dict]:

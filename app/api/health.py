@@ -1,4 +1,4 @@
-"""/healthz: is the database reachable, is the broker, which workers answer."""
+"""/healthz: is the database reachable, is the broker, which workers answer; /api/statuses."""
 
 from __future__ import annotations
 
@@ -8,9 +8,9 @@ from sqlalchemy import text
 
 from app import lifecycle
 from app.api.deps import SettingsDep
-from app.db import get_engine, new_session
+from app.db import ACTIVE, CHANGING, FINAL, RETRYABLE, RunStatus, get_engine, new_session
 from app.queue import celery
-from app.schemas import HealthOut
+from app.schemas import HealthOut, StatusesOut
 
 router = APIRouter(tags=["health"])
 
@@ -45,3 +45,18 @@ def healthz(settings: SettingsDep):
             workers = lifecycle.live_workers(session, 2 * settings.reaper_interval + 5)
     body = {"ok": database and broker, "database": database, "broker": broker, "workers": workers}
     return JSONResponse(body, status_code=200 if body["ok"] else 503)
+
+
+@router.get("/api/statuses", response_model=StatusesOut)
+def statuses() -> dict[str, list[str]]:
+    """The run status vocabulary: every status, and which are active (a worker holds or will
+    take the run), final (only a retry changes it), changing (not final: still followed
+    live; `lost` runs are resumed by workers) and retryable."""
+    names = lambda group: [s.value for s in group]  # noqa: E731
+    return {
+        "all": names(RunStatus),
+        "active": names(ACTIVE),
+        "final": names(FINAL),
+        "changing": names(CHANGING),
+        "retryable": names(RETRYABLE),
+    }

@@ -217,3 +217,12 @@ def test_estimate_uses_measured_throughput_of_the_same_model_once_there_is_some(
     measured = api.post("/api/sweeps/estimate", json=body).json()
     assert measured["basis"] == ["measured: recent digits runs at width 4"]
     assert measured["estimated_gpu_seconds"] == pytest.approx(measured["images"] / 100.0)
+
+
+def test_status_vocabulary_keeps_lost_runs_followed_not_final(api):
+    statuses = api.get("/api/statuses").json()
+    assert set(statuses["all"]) == {"queued", "running", "succeeded", "failed", "cancelled", "lost"}
+    assert "lost" not in statuses["final"] and "lost" in statuses["changing"]
+    assert "lost" in statuses["retryable"]
+    assert set(statuses["final"]) | set(statuses["changing"]) == set(statuses["all"])
+    assert not set(statuses["final"]) & set(statuses["changing"])
