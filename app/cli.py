@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import argparse
-import ctypes
 import ipaddress
 import os
 import signal
-import subprocess
 import sys
+import threading
 from pathlib import Path
 
 LOOPBACK_NAMES = {"localhost", "127.0.0.1", "::1"}
@@ -29,14 +28,6 @@ def _set_home(home: str | None) -> None:
     from app.config import get_settings
 
     get_settings.cache_clear()
-
-
-def _die_with_parent() -> None:
-    # Local workers must not outlive `serve`, even when it is killed with SIGKILL.
-    try:
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
-    except OSError:
-        pass
 
 
 def worker_command(name: str, loglevel: str = "INFO") -> list[str]:
@@ -75,15 +66,24 @@ def serve(args: argparse.Namespace) -> int:
         )
         return 2
     settings.ensure_dirs()
-    workers = []
-    for i in range(args.workers):
-        workers.append(
-            subprocess.Popen(
-                worker_command(f"local{i}@%h", args.loglevel.upper()),
-                env=os.environ.copy(),
-                preexec_fn=_die_with_parent if sys.platform.startswith("linux") else None,
-            )
-        )
+    from app.supervisor import Supervisor, share_threads
+
+    # Each local worker gets its share of the cores: N workers each using every core would
+    # oversubscribe them (bench/worker_threads.py measures it).
+    threads = str(share_threads(args.workers))
+
+    def env_for(_i: int) -> dict[str, str]:
+        env = os.environ.copy()
+        env.setdefault("OMP_NUM_THREADS", threads)
+        return env
+
+    workers = Supervisor(
+        [worker_command(f"local{i}@%h", args.loglevel.upper()) for i in range(args.workers)],
+        env_for,
+        grace=settings.stop_grace,
+    )
+    workers.start()
+    threading.Thread(target=workers.watch, name="supervisor", daemon=True).start()
     import uvicorn
 
     print(
@@ -92,6 +92,13 @@ def serve(args: argparse.Namespace) -> int:
         f"{'embedded SQLite' if settings.uses_embedded_broker else settings.broker_url})",
         flush=True,
     )
+
+    def stop_on_sigterm(_signum, _frame) -> None:
+        raise SystemExit(0)
+
+    # uvicorn shuts down gracefully on SIGTERM, restores this handler and raises the signal
+    # again: the SystemExit then runs the bounded worker stop below instead of dying at once.
+    signal.signal(signal.SIGTERM, stop_on_sigterm)
     try:
         uvicorn.run(
             "app.main:create_app",
@@ -99,15 +106,16 @@ def serve(args: argparse.Namespace) -> int:
             host=args.host,
             port=args.port,
             log_level=args.loglevel.lower(),
+            # Open event streams must not hold the shutdown.
+            timeout_graceful_shutdown=max(int(settings.stop_grace), 1),
         )
+    except KeyboardInterrupt:
+        pass
     finally:
-        for proc in workers:
-            proc.terminate()
-        for proc in workers:
-            try:
-                proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+        # Another SIGTERM or Ctrl-C while the workers stop: kill them now.
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, lambda *_: workers.hurry.set())
+        workers.stop()
     return 0
 
 
@@ -116,9 +124,18 @@ def worker(args: argparse.Namespace) -> int:
         # Before torch is imported anywhere in this process.
         os.environ["CUDA_VISIBLE_DEVICES"] = str(args.gpu)
     _set_home(args.home)
+    from app.config import get_settings
+    from app.supervisor import Supervisor, run_until_signalled
+
     name = args.name or (f"gpu{args.gpu}@%h" if args.gpu is not None else "worker@%h")
-    os.execv(sys.executable, worker_command(name, args.loglevel.upper()))
-    return 0  # not reached
+    # The Celery worker runs as a child: one that dies in native code or gives up a stalled
+    # run is replaced, and stopping is bounded (app.supervisor).
+    supervisor = Supervisor(
+        [worker_command(name, args.loglevel.upper())],
+        lambda _i: os.environ.copy(),
+        grace=get_settings().stop_grace,
+    )
+    return run_until_signalled(supervisor)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -135,7 +152,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--loglevel", default="info", choices=["debug", "info", "warning", "error"])
     p.set_defaults(func=serve)
 
-    p = sub.add_parser("worker", help="start one Celery worker (one run at a time)")
+    p = sub.add_parser(
+        "worker", help="start one Celery worker (one run at a time), replaced if it dies"
+    )
     p.add_argument("--gpu", type=int, help="pin to this GPU (sets CUDA_VISIBLE_DEVICES)")
     p.add_argument("--home", help="folder for the database, checkpoints and datasets")
     p.add_argument("--name", help="Celery node name (default gpuN@host or worker@host)")

@@ -34,6 +34,14 @@ class Settings(BaseSettings):
     # Run submissions allowed per client per minute (a sweep counts its runs).
     submit_rate_per_minute: int = Field(2000, ge=1, validation_alias=_env("SUBMIT_RATE_PER_MINUTE"))
     max_body_bytes: int = Field(1_000_000, ge=1024, validation_alias=_env("MAX_BODY_BYTES"))
+    # A running run whose heartbeat is fresh but that finished no batch for the larger of this
+    # and 20 median batch times is failed as stalled, and its worker process replaced.
+    stall_timeout: float = Field(600.0, gt=0, validation_alias=_env("STALL_TIMEOUT"))
+    # `serve` and `worker` stop within this: warm shutdown first, then SIGKILL.
+    stop_grace: float = Field(30.0, ge=0, validation_alias=_env("STOP_GRACE"))
+    # Test only: "hang:N" or "abort:N" blocks or aborts a worker after N batches of a run's
+    # first attempt (worker.faults), to test stall detection and native crashes for real.
+    test_fault: str | None = Field(None, validation_alias=_env("RESNET_LAB_TEST_FAULT"))
     # How often server-sent event streams look for new rows.
     events_poll_seconds: float = Field(0.25, gt=0, validation_alias=_env("EVENTS_POLL_SECONDS"))
 

@@ -102,6 +102,10 @@ class Run(Base):
     started_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     heartbeat_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # Progress, carried by heartbeats: a fresh heartbeat with no new batch means stuck.
+    batches_done: Mapped[int] = mapped_column(Integer, default=0)
+    progress_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    batch_seconds: Mapped[float | None] = mapped_column(Float)  # median of recent batches
     # Bumped on every change, so event streams can ask "what changed since".
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
 

@@ -2,12 +2,18 @@
 
 queued -> running -> succeeded | failed | cancelled | lost. An UPDATE ... WHERE status IN (...)
 decides every race (two workers, a cancel during a finish) in the database, not in code.
+
+A worker's claim makes it the run's owner: its name and the attempt number the claim set.
+Every later write of that worker names the owner and matches nothing once ownership has
+moved (another worker took the run over after the first went silent), so a superseded
+worker that wakes up can neither finish, fail, requeue nor add epochs to the live run.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Iterable
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from sqlalchemy import and_, delete, func, or_, select, update
@@ -18,6 +24,21 @@ from sqlalchemy.orm import Session
 from app.db import ACTIVE, RETRYABLE, Metric, Run, RunStatus, Sweep, WorkerSeen, utcnow
 from trainer.config import TrainConfig
 from trainer.results import EpochMetrics, RunResult
+
+
+@dataclass(frozen=True)
+class Owner:
+    """Who may write to a running run: the worker that claimed it, for that attempt."""
+
+    worker: str
+    attempt: int
+
+    def condition(self):
+        return and_(
+            Run.status == RunStatus.running.value,
+            Run.worker == self.worker,
+            Run.attempts == self.attempt,
+        )
 
 
 def new_run(config: TrainConfig, sweep_id: int | None = None) -> Run:
@@ -58,11 +79,12 @@ def silent(heartbeat_timeout: float):
     return or_(Run.heartbeat_at.is_(None), Run.heartbeat_at < stale_before(heartbeat_timeout))
 
 
-def claim(session: Session, run_id: int, worker: str, heartbeat_timeout: float) -> bool:
-    """Take a queued run, or a running/lost one whose worker has gone silent."""
+def claim(session: Session, run_id: int, worker: str, heartbeat_timeout: float) -> Owner | None:
+    """Take a queued run, or a running/lost one whose worker has gone silent; the new owner,
+    or None when the run is not to be taken."""
     stale = silent(heartbeat_timeout)
     now = utcnow()
-    return _cas(
+    taken = _cas(
         session,
         run_id,
         (RunStatus.queued, RunStatus.running, RunStatus.lost),
@@ -73,28 +95,64 @@ def claim(session: Session, run_id: int, worker: str, heartbeat_timeout: float) 
         attempts=Run.attempts + 1,
         started_at=func.coalesce(Run.started_at, now),
         heartbeat_at=now,
+        progress_at=None,
+        batch_seconds=None,
         error=None,
     )
+    if not taken:
+        return None
+    attempt = session.scalar(select(Run.attempts).where(Run.id == run_id))
+    return Owner(worker, int(attempt))
 
 
-def heartbeat(session: Session, run_id: int, worker: str) -> bool:
-    """Refresh the heartbeat; False when the run is no longer this worker's to run."""
+@dataclass(frozen=True)
+class Progress:
+    """What a heartbeat carries: batches finished in this attempt, when the last one
+    finished, and the median time of recent batches (None until there are some)."""
+
+    batches_done: int = 0
+    progress_at: datetime | None = None
+    batch_seconds: float | None = None
+
+
+def heartbeat(session: Session, run_id: int, owner: Owner, progress: Progress) -> bool:
+    """Refresh the heartbeat and progress; False when the run is no longer this owner's."""
     return _cas(
         session,
         run_id,
         (RunStatus.running,),
-        Run.worker == worker,
+        owner.condition(),
         heartbeat_at=utcnow(),
-        updated_at=Run.updated_at,
+        batches_done=progress.batches_done,
+        progress_at=progress.progress_at,
+        batch_seconds=progress.batch_seconds,
+        updated_at=Run.updated_at,  # not a change a stream needs to send
     )
+
+
+def owns(session: Session, run_id: int, owner: Owner) -> bool:
+    return session.scalar(select(Run.id).where(Run.id == run_id, owner.condition())) is not None
+
+
+def stall_limit(stall_timeout: float, batch_seconds: float | None) -> float:
+    """Seconds without a finished batch after which a running run counts as stuck."""
+    return max(stall_timeout, 20 * (batch_seconds or 0.0))
 
 
 def cancel_requested(session: Session, run_id: int) -> bool:
     return bool(session.scalar(select(Run.cancel_requested).where(Run.id == run_id)))
 
 
-def record_epoch(session: Session, run_id: int, metrics: EpochMetrics) -> None:
-    """Upsert one epoch: a redelivered task rewrites, never duplicates, an epoch."""
+def record_epoch(session: Session, run_id: int, metrics: EpochMetrics, owner: Owner) -> bool:
+    """Upsert one epoch: a redelivered task rewrites, never duplicates, an epoch. False, and
+    nothing written, when the run is no longer this owner's."""
+    # The owner check takes the row's write lock first, so no takeover slips in before commit.
+    claimed = session.execute(
+        update(Run).where(Run.id == run_id, owner.condition()).values(heartbeat_at=utcnow())
+    )
+    if claimed.rowcount != 1:
+        session.rollback()
+        return False
     row = {
         k: (None if isinstance(v, float) and not math.isfinite(v) else v)
         for k, v in metrics.model_dump().items()
@@ -127,16 +185,19 @@ def record_epoch(session: Session, run_id: int, metrics: EpochMetrics) -> None:
         )
     )
     session.commit()
+    return True
 
 
-def finish(session: Session, run_id: int, result: RunResult, checkpoint_path: str | None) -> bool:
-    """running -> succeeded (or cancelled when the trainer stopped early)."""
+def finish(session: Session, run_id: int, result: RunResult, owner: Owner) -> bool:
+    """running -> succeeded (or cancelled when the trainer stopped early), by its owner."""
     status = RunStatus.cancelled if result.stopped_early else RunStatus.succeeded
     return _cas(
         session,
         run_id,
         (RunStatus.running,),
+        owner.condition(),
         status=status,
+        cancel_requested=False,
         finished_at=utcnow(),
         final_test_acc=None if result.stopped_early else result.final_test_acc,
         best_test_acc=result.best_test_acc,
@@ -151,25 +212,30 @@ def finish(session: Session, run_id: int, result: RunResult, checkpoint_path: st
             "warnings": result.warnings,
         },
         environment=result.environment,
-        checkpoint_path=checkpoint_path,
     )
 
 
-def fail(session: Session, run_id: int, error: str, checkpoint_path: str | None = None) -> bool:
+def fail(session: Session, run_id: int, error: str, owner: Owner) -> bool:
+    """running -> failed, by its owner (the trainer raised, or the run stalled)."""
     return _cas(
         session,
         run_id,
-        (RunStatus.running, RunStatus.queued),
+        (RunStatus.running,),
+        owner.condition(),
         status=RunStatus.failed,
+        cancel_requested=False,
         finished_at=utcnow(),
         error=error[:10_000],
-        checkpoint_path=checkpoint_path,
     )
 
 
-def set_checkpoint(session: Session, run_id: int, path: str) -> None:
-    session.execute(update(Run).where(Run.id == run_id).values(checkpoint_path=path))
-    session.commit()
+def set_checkpoint(session: Session, run_id: int, path: str, owner: Owner) -> bool:
+    return _cas(session, run_id, (RunStatus.running,), owner.condition(), checkpoint_path=path)
+
+
+def set_environment(session: Session, run_id: int, environment: dict, owner: Owner) -> bool:
+    """What the run trains on, recorded when training starts (the run page shows it)."""
+    return _cas(session, run_id, (RunStatus.running,), owner.condition(), environment=environment)
 
 
 def cancel(session: Session, run_id: int) -> bool:
@@ -182,7 +248,13 @@ def cancel(session: Session, run_id: int) -> bool:
 def mark_cancelled(session: Session, run_id: int) -> bool:
     """A worker found a cancel asked for before it started the run."""
     return _cas(
-        session, run_id, ACTIVE, status=RunStatus.cancelled, finished_at=utcnow(), worker=None
+        session,
+        run_id,
+        ACTIVE,
+        status=RunStatus.cancelled,
+        cancel_requested=False,
+        finished_at=utcnow(),
+        worker=None,
     )
 
 
@@ -280,11 +352,6 @@ def worker_seen(session: Session, name: str) -> None:
     session.execute(
         stmt.on_conflict_do_update(index_elements=["name"], set_={"last_seen": utcnow()})
     )
-    session.commit()
-
-
-def worker_gone(session: Session, name: str) -> None:
-    session.execute(delete(WorkerSeen).where(WorkerSeen.name == name))
     session.commit()
 
 

@@ -8,7 +8,9 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from app.config import get_settings
 from app.db import METRIC_FIELDS, Metric, Run, RunStatus, utcnow
+from app.lifecycle import stall_limit
 from trainer.config import TrainConfig
 from trainer.results import EpochMetrics
 
@@ -48,6 +50,15 @@ class RunOut(BaseModel):
     heartbeat_at: datetime | None
     epochs_done: int
     epochs_total: int
+    batches_done: int = Field(0, description="Batches finished in the current attempt.")
+    progress_at: datetime | None = Field(
+        None, description="When the current attempt last finished a batch (or began training)."
+    )
+    stalled_seconds: float | None = Field(
+        None,
+        description="Seconds without a finished batch, once past a quarter of the stall "
+        "limit (STALL_TIMEOUT, or 20 median batch times if longer); null otherwise.",
+    )
     progress: float = Field(description="Finished epochs over all epochs, 0..1.")
     duration_seconds: float | None
     eta_seconds: float | None = Field(description="Seconds left, from the mean epoch so far.")
@@ -99,6 +110,16 @@ def duration_seconds(run: Run) -> float | None:
     return run.train_seconds or None
 
 
+def stalled_seconds(run: Run) -> float | None:
+    """Seconds since the run's last finished batch, once that is a quarter of the way to the
+    stall limit (the worker fails the run at the limit): the pages show it as stalled."""
+    if run.status != RunStatus.running or run.progress_at is None:
+        return None
+    idle = (utcnow() - run.progress_at).total_seconds()
+    limit = stall_limit(get_settings().stall_timeout, run.batch_seconds)
+    return idle if idle >= limit / 4 else None
+
+
 def run_out(run: Run, *, with_result: bool = True) -> dict[str, Any]:
     """A run as the API shows it (a dict: list endpoints skip model validation for speed)."""
     return {
@@ -115,6 +136,9 @@ def run_out(run: Run, *, with_result: bool = True) -> dict[str, Any]:
         "heartbeat_at": run.heartbeat_at,
         "epochs_done": run.epochs_done,
         "epochs_total": run.epochs_total,
+        "batches_done": run.batches_done or 0,
+        "progress_at": run.progress_at,
+        "stalled_seconds": stalled_seconds(run),
         "progress": min(run.epochs_done / run.epochs_total, 1.0) if run.epochs_total else 0.0,
         "duration_seconds": duration_seconds(run),
         "eta_seconds": eta_seconds(run),

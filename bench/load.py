@@ -71,6 +71,12 @@ def writer_main(args: argparse.Namespace) -> int:
 
     get_settings.cache_clear()
     run_ids = [int(i) for i in args.run_ids.split(",")]
+    # Like a worker, the writer owns its runs: every epoch write is an owner-checked upsert.
+    with new_session() as session:
+        owners = {
+            run_id: lifecycle.claim(session, run_id, f"bench-writer-{args.writer}", 3600)
+            for run_id in run_ids
+        }
     current_file = Path(args.home) / f"writer-{args.writer}.current"
     written = {run_id: 0 for run_id in run_ids}
     locked = other = 0
@@ -95,7 +101,7 @@ def writer_main(args: argparse.Namespace) -> int:
         t0 = time.perf_counter()
         try:
             with new_session() as session:
-                lifecycle.record_epoch(session, run_id, metrics)
+                lifecycle.record_epoch(session, run_id, metrics, owners[run_id])
         except OperationalError as exc:
             if "database is locked" in str(exc):
                 locked += 1

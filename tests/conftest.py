@@ -28,6 +28,19 @@ TINY = {
 }
 
 
+def record_epochs(run_id: int, *metrics, worker: str = "test-worker"):
+    """Claims a queued run as a worker would and records epochs as its owner; the owner."""
+    from app import lifecycle
+    from app.db import new_session
+
+    with new_session() as session:
+        owner = lifecycle.claim(session, run_id, worker, heartbeat_timeout=3600)
+        assert owner is not None, f"run {run_id} could not be claimed"
+        for row in metrics:
+            assert lifecycle.record_epoch(session, run_id, row, owner)
+    return owner
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -118,6 +131,7 @@ def service_env(home: Path, broker_url: str | None, **extra: str) -> dict[str, s
         EVENTS_POLL_SECONDS="0.1",
         PYTHONUNBUFFERED="1",
         OMP_NUM_THREADS="1",
+        STOP_GRACE="10",
     )
     if broker_url:
         env["BROKER_URL"] = broker_url

@@ -38,6 +38,7 @@ def train(
     *,
     on_epoch: Callable[[EpochMetrics], None] | None = None,
     should_stop: Callable[[], bool] | None = None,
+    on_batch: Callable[[], None] | None = None,
     checkpoint_dir: str | Path | None = None,
     data_dir: str | Path | None = None,
     progress: bool = False,
@@ -47,9 +48,11 @@ def train(
     on_epoch(metrics) is called after each finished epoch, once its checkpoint is on disk
     (so an epoch is reported at most once; after a crash between the two, the epoch is in
     RunResult.epochs but was not passed to on_epoch). should_stop() is checked before every
-    batch; when it returns True the run ends with stopped_early=True, its checkpoint left at
-    the last finished epoch. If checkpoint_dir holds a checkpoint of the same config, the run
-    continues from it (a different config raises checkpoint.CheckpointMismatch).
+    batch and before every checkpoint write; when it returns True the run ends with
+    stopped_early=True, its checkpoint left at the last finished epoch. on_batch() is called
+    after every training batch (progress, for stall detection). If checkpoint_dir holds a
+    checkpoint of the same config, the run continues from it (a different config raises
+    checkpoint.CheckpointMismatch).
     Raises data.DatasetUnavailable when the dataset's files are missing.
     """
     started = time.perf_counter()
@@ -137,11 +140,13 @@ def train(
                 # Sums stay on the device: no host sync per batch.
                 loss_sum += loss * len(y)
                 correct += (logits.argmax(1) == y).sum()
+                if on_batch is not None:
+                    on_batch()
             train_loss, train_acc = loss_sum.item() / len(order), correct.item() / len(order)
             train_seconds = time.perf_counter() - epoch_started  # .item() synchronised
 
             # --- test ---
-            test_loss, test_acc, confusion = _evaluate(
+            test_loss, test_acc, epoch_confusion = _evaluate(
                 forward, test_x, test_y, len(data.classes), runtime, prepare
             )
             metrics = EpochMetrics(
@@ -154,7 +159,10 @@ def train(
                 seconds=time.perf_counter() - epoch_started,
                 images_per_second=len(order) / train_seconds,
             )
+            if should_stop is not None and should_stop():
+                return result(stopped=True)  # this epoch is neither saved nor reported
             history.append(metrics)
+            confusion = epoch_confusion
             if checkpoint_dir is not None:
                 checkpoint.save(
                     checkpoint_dir,

@@ -1,28 +1,93 @@
-"""A thread that keeps a running run's heartbeat fresh and notices cancel requests."""
+"""A thread beside the training loop: heartbeats with progress, cancel and takeover notices,
+and the stall watchdog.
+
+The training thread only touches `Watch` (a batch finished, should I stop?); this thread
+does the database work every `poll` seconds, so a slow database never slows a batch.
+"""
 
 from __future__ import annotations
 
+import logging
+import os
+import statistics
 import threading
 import time
+from collections import deque
+from collections.abc import Callable
 
 from app import lifecycle
-from app.db import new_session
+from app.db import new_session, utcnow
+
+log = logging.getLogger(__name__)
+
+# Exit status of a worker process that gave up a stuck run: its supervisor starts a new one.
+STALLED_EXIT = 75
+
+
+class Watch:
+    """Progress of the training thread, as the heartbeat thread reads it."""
+
+    def __init__(self, recent: int = 200):
+        self.batches = 0
+        self.started: float | None = None  # monotonic: training began (data loaded)
+        self.last_batch: float | None = None
+        self.last_batch_wall = None
+        self._durations: deque[float] = deque(maxlen=recent)
+
+    def training_started(self) -> None:
+        if self.started is None:
+            self.started = self.last_batch = time.monotonic()
+            self.last_batch_wall = utcnow()  # the stall clock starts once the data is loaded
+
+    def batch_done(self) -> None:
+        now = time.monotonic()
+        if self.last_batch is not None:
+            self._durations.append(now - self.last_batch)
+        self.batches += 1
+        self.last_batch = now
+        self.last_batch_wall = utcnow()
+
+    def median_batch_seconds(self) -> float | None:
+        return statistics.median(self._durations) if self._durations else None
+
+    def seconds_since_progress(self) -> float:
+        return 0.0 if self.last_batch is None else time.monotonic() - self.last_batch
+
+    def progress(self) -> lifecycle.Progress:
+        return lifecycle.Progress(self.batches, self.last_batch_wall, self.median_batch_seconds())
 
 
 class Heartbeat(threading.Thread):
-    """Checks every `poll` seconds for a cancel; writes the heartbeat every `interval`.
+    """Writes the heartbeat (with progress) every `interval`, checks for a cancel every
+    `poll` seconds, and gives up a stuck run.
 
-    `stop_requested` is set when a cancel was asked for or the run is no longer this
-    worker's (the reaper gave it away): the trainer then stops between batches.
+    `stop_requested` is set when a cancel was asked for or the run is no longer this owner's
+    (another worker took it over): the trainer then stops between batches. When no batch has
+    finished for `lifecycle.stall_limit`, the run is failed as stalled and `on_stall` runs:
+    in a worker it ends the process, since a thread stuck in native code cannot be stopped.
     """
 
-    def __init__(self, run_id: int, worker: str, interval: float, poll: float = 1.0):
+    def __init__(
+        self,
+        run_id: int,
+        owner: lifecycle.Owner,
+        watch: Watch,
+        *,
+        interval: float,
+        stall_timeout: float,
+        on_stall: Callable[[], None] | None = None,
+        poll: float = 1.0,
+    ):
         super().__init__(name=f"heartbeat-{run_id}", daemon=True)
         self.run_id = run_id
-        self.worker = worker
+        self.owner = owner
+        self.watch = watch
         self.interval = interval
+        self.stall_timeout = stall_timeout
+        self.on_stall = on_stall or _exit_process
         self.poll = min(poll, interval)
         self.stop_requested = threading.Event()
+        self.superseded = threading.Event()
         self._done = threading.Event()
 
     def run(self) -> None:
@@ -30,16 +95,41 @@ class Heartbeat(threading.Thread):
         while not self._done.wait(self.poll):
             try:
                 with new_session() as session:
+                    if self._stalled(session):
+                        return
                     if time.monotonic() - last_beat >= self.interval:
-                        owned = lifecycle.heartbeat(session, self.run_id, self.worker)
+                        owned = lifecycle.heartbeat(
+                            session, self.run_id, self.owner, self.watch.progress()
+                        )
                         last_beat = time.monotonic()
                         if not owned:
+                            self.superseded.set()
                             self.stop_requested.set()
                     if lifecycle.cancel_requested(session, self.run_id):
                         self.stop_requested.set()
             except Exception:  # a database hiccup must not kill the run; retry next tick
+                log.debug("heartbeat of run %s failed; retrying", self.run_id, exc_info=True)
                 continue
+
+    def _stalled(self, session) -> bool:
+        if self.watch.started is None or self._done.is_set():
+            return False  # still loading data, or finished
+        idle = self.watch.seconds_since_progress()
+        limit = lifecycle.stall_limit(self.stall_timeout, self.watch.median_batch_seconds())
+        if idle < limit:
+            return False
+        message = f"stalled: no batch finished in {idle:.0f} s (limit {limit:.0f} s)"
+        log.error("run %s %s; giving it up and replacing this worker process", self.run_id, message)
+        lifecycle.fail(session, self.run_id, message, self.owner)
+        self.on_stall()
+        return True
 
     def close(self) -> None:
         self._done.set()
         self.join(timeout=10)
+
+
+def _exit_process() -> None:
+    for handler in logging.getLogger().handlers:
+        handler.flush()
+    os._exit(STALLED_EXIT)

@@ -7,7 +7,7 @@ from sqlalchemy import func, select
 
 from app import lifecycle
 from app.db import Metric, Run, new_session
-from tests.conftest import TINY
+from tests.conftest import TINY, record_epochs
 from trainer.results import EpochMetrics
 
 
@@ -73,9 +73,10 @@ def test_cancel_of_queued_run_is_immediate_and_second_cancel_is_409(api):
 def test_delete_is_refused_while_queued_and_removes_finished_runs_with_metrics(api):
     run_id = api.post("/api/runs", json=TINY).json()["id"]
     assert api.delete(f"/api/runs/{run_id}").status_code == 409
+    owner = record_epochs(run_id, epoch_row(1, 0.5))
+    assert api.delete(f"/api/runs/{run_id}").status_code == 409  # running
     with new_session() as session:
-        lifecycle.record_epoch(session, run_id, epoch_row(1, 0.5))
-    api.post(f"/api/runs/{run_id}/cancel")
+        lifecycle.fail(session, run_id, "test", owner)
     assert api.delete(f"/api/runs/{run_id}").status_code == 204
     assert api.get(f"/api/runs/{run_id}").status_code == 404
     with new_session() as session:
@@ -97,10 +98,7 @@ def epoch_row(epoch: int, acc: float) -> EpochMetrics:
 
 def test_recording_an_epoch_twice_keeps_one_row_with_the_latest_values(api):
     run_id = api.post("/api/runs", json=TINY).json()["id"]
-    with new_session() as session:
-        lifecycle.record_epoch(session, run_id, epoch_row(1, 0.3))
-        lifecycle.record_epoch(session, run_id, epoch_row(1, 0.4))
-        lifecycle.record_epoch(session, run_id, epoch_row(2, 0.2))
+    record_epochs(run_id, epoch_row(1, 0.3), epoch_row(1, 0.4), epoch_row(2, 0.2))
     epochs = api.get(f"/api/runs/{run_id}/metrics").json()["epochs"]
     assert [(e["epoch"], e["test_acc"]) for e in epochs] == [(1, 0.4), (2, 0.2)]
     run = api.get(f"/api/runs/{run_id}").json()
@@ -112,9 +110,8 @@ def test_runs_list_sorts_filters_and_paginates(api):
         api.post("/api/runs", json={**TINY, "activation": a}).json()["id"]
         for a in ("relu", "tanh", "relu", "sigmoid")
     ]
-    with new_session() as session:
-        for run_id, acc in zip(ids, (0.5, 0.9, 0.7, 0.1)):
-            lifecycle.record_epoch(session, run_id, epoch_row(1, acc))
+    for run_id, acc in zip(ids, (0.5, 0.9, 0.7, 0.1)):
+        record_epochs(run_id, epoch_row(1, acc))
     page = api.get("/api/runs", params={"sort": "-best_test_acc", "limit": 2}).json()
     assert page["total"] == 4
     assert [r["id"] for r in page["items"]] == [ids[1], ids[2]]
@@ -212,8 +209,7 @@ def test_estimate_uses_measured_throughput_of_the_same_model_once_there_is_some(
     assert count_runs() == 0
 
     run_id = api.post("/api/runs", json=TINY).json()["id"]
-    with new_session() as session:
-        lifecycle.record_epoch(session, run_id, epoch_row(1, 0.5))  # 100 img/s
+    record_epochs(run_id, epoch_row(1, 0.5))  # 100 img/s
     measured = api.post("/api/sweeps/estimate", json=body).json()
     assert measured["basis"] == ["measured: recent digits runs at width 4"]
     assert measured["estimated_gpu_seconds"] == pytest.approx(measured["images"] / 100.0)

@@ -21,10 +21,8 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
-from app import lifecycle
-from app.db import new_session
 from app.main import create_app
-from tests.conftest import TINY
+from tests.conftest import TINY, record_epochs
 from trainer.results import EpochMetrics
 
 FUZZ_EXAMPLES = 150
@@ -61,22 +59,22 @@ def _seed_rows(client) -> None:
         json={"base": TINY, "grid": {"activation": ["relu", "tanh"]}, "seeds": [0, 1]},
     )
     assert sweep.status_code == 201, sweep.text
-    with new_session() as session:
-        for epoch in (1, 2):
-            lifecycle.record_epoch(
-                session,
-                run.json()["id"],
-                EpochMetrics(
-                    epoch=epoch,
-                    lr=0.1,
-                    train_loss=1.0,
-                    train_acc=0.5,
-                    test_loss=float("nan"),  # a diverged epoch: stored and served as null
-                    test_acc=0.4,
-                    seconds=1.0,
-                    images_per_second=100.0,
-                ),
+    record_epochs(
+        run.json()["id"],
+        *(
+            EpochMetrics(
+                epoch=epoch,
+                lr=0.1,
+                train_loss=1.0,
+                train_acc=0.5,
+                test_loss=float("nan"),  # a diverged epoch: stored and served as null
+                test_acc=0.4,
+                seconds=1.0,
+                images_per_second=100.0,
             )
+            for epoch in (1, 2)
+        ),
+    )
 
 
 # The schema is the app's own, loaded eagerly: generating it touches no disk or database.

@@ -18,7 +18,8 @@ def exact(epochs: list[EpochMetrics]) -> list[dict]:
 
 
 def stop_at_call(n: int):
-    """should_stop() that says yes on its n-th call (called once before every batch)."""
+    """should_stop() that says yes on its n-th call (called before every batch and before
+    every checkpoint write: 5 calls per epoch of 4 batches)."""
     calls = 0
 
     def should_stop() -> bool:
@@ -72,7 +73,7 @@ def test_resume_after_a_stop_mid_epoch_equals_an_uninterrupted_run(
 ):
     whole = uninterrupted
 
-    # 256 training images at batch 64: calls 1-4 are epoch 1, call 6 is inside epoch 2.
+    # 256 training images at batch 64: calls 1-5 are epoch 1, call 6 is inside epoch 2.
     stopped = train(resume_config, should_stop=stop_at_call(6), checkpoint_dir=tmp_path)
     assert stopped.stopped_early
     assert [m.epoch for m in stopped.epochs] == [1]
@@ -114,7 +115,7 @@ def test_corrupt_last_checkpoint_falls_back_to_the_previous_one(
 ):
     whole = uninterrupted
     run_dir = tmp_path / "run"
-    train(resume_config, should_stop=stop_at_call(9), checkpoint_dir=run_dir)  # epochs 1, 2
+    train(resume_config, should_stop=stop_at_call(11), checkpoint_dir=run_dir)  # epochs 1, 2
     last = run_dir / "last.pt"
     raw = bytearray(last.read_bytes())
     if damage == "truncate":
@@ -161,3 +162,18 @@ def test_digits_at_width_16_learns_to_90_percent_in_a_few_epochs():
     )
     result = train(config)
     assert result.final_test_acc >= 0.90, [m.test_acc for m in result.epochs]
+
+
+def test_a_stop_asked_after_the_last_batch_saves_and_reports_no_epoch(tiny_config, tmp_path):
+    # 4 batches, then the check before the checkpoint write says stop: nothing of epoch 1 stays.
+    reported, batches = [], []
+    result = train(
+        tiny_config(),
+        should_stop=stop_at_call(5),
+        on_epoch=reported.append,
+        on_batch=lambda: batches.append(1),
+        checkpoint_dir=tmp_path,
+    )
+    assert result.stopped_early and result.epochs == [] and reported == []
+    assert len(batches) == 4
+    assert checkpoint.peek(tmp_path) is None

@@ -1,0 +1,147 @@
+"""Workers stuck or dying in native code, with real processes and injected faults
+(RESNET_LAB_TEST_FAULT): a stalled run is failed and its worker replaced, an abort() is a
+crash like SIGKILL, and stopping `serve` or `worker` is bounded and leaves no process."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+
+import httpx
+import psutil
+import pytest
+
+from tests.conftest import ROOT, TINY, free_port, service_env, wait_for
+
+pytestmark = pytest.mark.integration
+
+# 256 images at batch 64: 4 batches an epoch.
+RUN = {**TINY, "epochs": 3}
+
+
+def submit(client, **config) -> int:
+    response = client.post("/api/runs", json=config)
+    assert response.status_code == 201, response.text
+    return response.json()["id"]
+
+
+def descendants(pid: int) -> list[psutil.Process]:
+    try:
+        return psutil.Process(pid).children(recursive=True)
+    except psutil.NoSuchProcess:
+        return []
+
+
+def assert_all_gone(processes: list[psutil.Process]) -> None:
+    alive = [p for p in processes if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]
+    assert not alive, f"left running: {[(p.pid, p.cmdline()[:6]) for p in alive]}"
+
+
+def test_a_stalled_run_fails_with_the_stall_message_and_a_new_worker_takes_the_next(
+    make_service, redis_url
+):
+    import redis
+
+    redis.Redis.from_url(redis_url).flushdb()
+    service = make_service(redis_url, RESNET_LAB_TEST_FAULT="hang:3", STALL_TIMEOUT="6")
+    stuck = submit(service.client, **RUN)
+    worker = service.start_worker()
+    stuck_by = service.wait_status(stuck, {"running"}, timeout=120)["worker"]
+    next_id = submit(service.client, **RUN)
+
+    # Shown as stalled while still running, before the worker gives it up.
+    shown = wait_for(
+        lambda: (r := service.run(stuck))["stalled_seconds"] is not None and r,
+        120,
+        f"the run to show as stalled ({service.logs()})",
+    )
+    assert shown["status"] == "running" and shown["batches_done"] == 3
+
+    run = service.wait_status(stuck, {"failed"}, timeout=120)
+    assert run["error"].startswith("stalled: no batch finished in"), run["error"]
+    assert run["epochs_done"] == 0
+
+    # The stuck process exited; the supervisor's new one trains the next run.
+    done = service.wait_status(next_id, {"succeeded", "failed"}, timeout=180)
+    assert done["status"] == "succeeded", done["error"]
+    assert done["worker"] != stuck_by
+    assert worker.poll() is None, "the supervising `resnet-lab worker` stays up"
+
+
+def test_an_abort_in_native_code_resumes_the_run_from_its_checkpoint(make_service, redis_url):
+    import redis
+
+    redis.Redis.from_url(redis_url).flushdb()
+    # Batch 6 is inside epoch 2: epoch 1 is checkpointed, then the process aborts.
+    service = make_service(redis_url, RESNET_LAB_TEST_FAULT="abort:6")
+    run_id = submit(service.client, **RUN)
+    service.start_worker()
+    run = service.wait_status(run_id, {"succeeded", "failed"}, timeout=240)
+
+    assert run["status"] == "succeeded", run["error"]
+    assert run["attempts"] == 2
+    assert run["result"]["resumed_from_epoch"] == 1
+    assert [e["epoch"] for e in service.metrics(run_id)] == [1, 2, 3]
+    assert "SIGABRT" in service.logs()
+
+
+@pytest.mark.parametrize("stuck", ["hung", "stopped"])
+def test_serve_stops_within_its_grace_period_and_leaves_no_process(tmp_path, stuck):
+    port = free_port()
+    home = tmp_path / "home"
+    env = service_env(home, None, RESNET_LAB_TEST_FAULT="hang:2", STOP_GRACE="5")
+    log = open(tmp_path / "serve.log", "wb")
+    serve = subprocess.Popen(
+        [sys.executable, "-m", "app.cli", "serve", "--port", str(port), "--workers", "2"],
+        env=env,
+        cwd=ROOT,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        wait_for(lambda: _answers(f"{base}/healthz"), 60, "serve to answer")
+        run_id = httpx.post(f"{base}/api/runs", json=RUN).json()["id"]
+        wait_for(
+            lambda: httpx.get(f"{base}/api/runs/{run_id}").json()["batches_done"] >= 2,
+            120,
+            "the run to hang",
+        )
+        children = descendants(serve.pid)
+        assert len(children) == 2
+        if stuck == "stopped":
+            for child in children:
+                child.suspend()  # SIGSTOP: no handler of its own will ever run
+
+        serve.send_signal(signal.SIGTERM)
+        # Grace 5 s, then SIGKILL: the deadline is only there to fail instead of hanging.
+        assert serve.wait(timeout=120) == 0
+        assert_all_gone(children)
+        assert "did not stop in time; killing it" in (tmp_path / "serve.log").read_text()
+    finally:
+        if serve.poll() is None:
+            os.killpg(serve.pid, signal.SIGKILL)
+            serve.wait()
+
+
+def test_worker_stops_within_its_grace_period_even_when_training_is_stuck(make_service):
+    service = make_service(None, RESNET_LAB_TEST_FAULT="hang:2", STOP_GRACE="5")
+    run_id = submit(service.client, **RUN)
+    worker = service.start_worker()
+    wait_for(lambda: service.run(run_id)["batches_done"] >= 2, 120, "the run to hang")
+    children = descendants(worker.pid)
+    assert children, "the Celery worker runs as a child of `resnet-lab worker`"
+
+    worker.send_signal(signal.SIGTERM)
+    assert worker.wait(timeout=120) == 0
+    assert_all_gone(children)
+
+
+def _answers(url: str) -> bool:
+    try:
+        return httpx.get(url, timeout=1).status_code == 200
+    except httpx.HTTPError:
+        return False
