@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import gzip
 import mimetypes
+import re
 from functools import lru_cache
 from importlib import resources
 from pathlib import Path
@@ -25,6 +26,7 @@ ROOT = Path(__file__).resolve().parent.parent
 TEMPLATES_DIR = ROOT / "templates"
 STATIC_DIR = Path(__file__).resolve().parent / "static"
 PLOTLY_VERSION = plotly.__version__
+_RUN_ID = re.compile(r"[0-9]{1,18}")
 
 templates = Jinja2Templates(directory=TEMPLATES_DIR)
 templates.env.autoescape = True  # every template, whatever its file name
@@ -97,7 +99,8 @@ def sweep_page(request: Request, sweep_id: int) -> HTMLResponse:
 
 @router.get("/compare", response_class=HTMLResponse)
 def compare_page(request: Request, run_ids: str = "") -> HTMLResponse:
-    ids = [int(p) for p in run_ids.replace(" ", "").split(",") if p.isdigit()]
+    # ASCII digits only: str.isdigit() also takes "²", which int() refuses (that was a 500).
+    ids = [int(p) for p in run_ids.replace(" ", "").split(",") if _RUN_ID.fullmatch(p)]
     return _render(request, "compare.html", "compare", run_ids=ids)
 
 

@@ -168,6 +168,14 @@ def test_pages_pass_only_ids_to_their_scripts(client):
     assert data["run_ids"] == [3, 1]
 
 
+@pytest.mark.parametrize("run_ids", ["²", "1,²,3", "١", "99999999999999999999999"])
+def test_compare_page_skips_ids_that_are_not_plain_digits(client, run_ids):
+    response = client.get("/compare", params={"run_ids": run_ids})
+    assert response.status_code == 200, response.text
+    ids = json.loads(parse(response.text).page_data)["run_ids"]
+    assert ids == ([1, 3] if run_ids == "1,²,3" else [])
+
+
 def test_non_numeric_ids_are_not_pages(client):
     assert client.get("/runs/abc").status_code == 422
     assert client.get("/sweeps/1;drop").status_code == 422
