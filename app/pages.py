@@ -22,9 +22,11 @@ from fastapi.templating import Jinja2Templates
 
 from trainer.config import ACTIVATIONS, AUGMENTATIONS, REPORT_GRID, REPORT_LR_RATIOS, TrainConfig
 
-ROOT = Path(__file__).resolve().parent.parent
-TEMPLATES_DIR = ROOT / "templates"
-STATIC_DIR = Path(__file__).resolve().parent / "static"
+HERE = Path(__file__).resolve().parent
+# An installed wheel carries the templates inside the package (see pyproject.toml); a source
+# checkout (editable installs included) keeps them in the repository's templates/.
+TEMPLATES_DIR = HERE / "templates" if (HERE / "templates").is_dir() else HERE.parent / "templates"
+STATIC_DIR = HERE / "static"
 PLOTLY_VERSION = plotly.__version__
 _RUN_ID = re.compile(r"[0-9]{1,18}")
 
