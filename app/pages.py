@@ -106,15 +106,6 @@ def compare_page(request: Request, run_ids: str = "") -> HTMLResponse:
     return _render(request, "compare.html", "compare", run_ids=ids)
 
 
-def render_login(request: Request, next_url: str = "/", error: str | None = None) -> HTMLResponse:
-    """The login form (token field, POST /login); for the backend's GET /login route."""
-    if not next_url.startswith("/") or next_url.startswith("//"):
-        next_url = "/"
-    context = {"page": "login", "page_data": {}, "next": next_url, "error": error}
-    status = 401 if error else 200
-    return templates.TemplateResponse(request, "login.html", context, status_code=status)
-
-
 # ---------------------------------------------------------------- static files
 
 

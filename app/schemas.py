@@ -8,7 +8,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from app.db import METRIC_FIELDS, Metric, Run, RunStatus, utcnow
+from app.db import Run, RunStatus, utcnow
 from trainer.config import TrainConfig
 from trainer.results import EpochMetrics
 
@@ -127,10 +127,6 @@ def run_out(run: Run, *, with_result: bool = True) -> dict[str, Any]:
         # A checkpoint is written after every epoch, so one exists once an epoch is done.
         "has_checkpoint": bool(run.checkpoint_path) and run.epochs_done > 0,
     }
-
-
-def metric_out(metric: Metric) -> dict[str, Any]:
-    return {name: getattr(metric, name) for name in METRIC_FIELDS}
 
 
 class StatusesOut(BaseModel):
