@@ -1,4 +1,5 @@
-"""Login for the pages when API_TOKEN is set: the token once, then an HttpOnly cookie."""
+"""Login for the pages when API_TOKEN is set: the token once, then an HttpOnly cookie that
+names a server-side session, which logout revokes."""
 
 from __future__ import annotations
 
@@ -7,8 +8,14 @@ from typing import Annotated
 from fastapi import APIRouter, Form, Request
 from fastapi.responses import RedirectResponse, Response
 
-from app.api.deps import SettingsDep
-from app.security import AUTH_COOKIE, session_value, token_ok
+from app.api.deps import SessionDep, SettingsDep
+from app.security import (
+    AUTH_COOKIE,
+    SESSION_LIFETIME,
+    open_session,
+    revoke_session,
+    token_ok,
+)
 
 router = APIRouter(include_in_schema=False)
 
@@ -37,6 +44,7 @@ def login_form(request: Request, settings: SettingsDep, next: str = "/", error: 
 @router.post("/login")
 def login(
     settings: SettingsDep,
+    session: SessionDep,
     token: Annotated[str, Form(max_length=1000)],
     next: Annotated[str, Form(max_length=2000)] = "/",
 ) -> Response:
@@ -48,16 +56,20 @@ def login(
     response = RedirectResponse(target, status_code=303)
     response.set_cookie(
         AUTH_COOKIE,
-        session_value(settings.api_token),
+        open_session(session, settings.api_token),
         httponly=True,
         samesite="strict",
-        max_age=30 * 24 * 3600,
+        max_age=int(SESSION_LIFETIME.total_seconds()),
     )
     return response
 
 
 @router.post("/logout")
-def logout() -> Response:
+def logout(request: Request, session: SessionDep) -> Response:
+    # Revoked on the server: a copy of the cookie stops working too.
+    value = request.cookies.get(AUTH_COOKIE)
+    if value:
+        revoke_session(session, value)
     response = RedirectResponse("/", status_code=303)
-    response.delete_cookie(AUTH_COOKIE)
+    response.delete_cookie(AUTH_COOKIE, httponly=True, samesite="strict")
     return response

@@ -146,6 +146,22 @@ class WorkerSeen(Base):
     last_seen: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
 
 
+class LoginSession(Base):
+    """A browser's login (POST /login with API_TOKEN). Its cookie holds a random id; only the
+    id's SHA-256 is stored, so a copy of the database logs no one in. Logout revokes it, and
+    `token_digest` ties it to the API_TOKEN it was opened with: a new token ends it."""
+
+    __tablename__ = "login_sessions"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    id_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    token_digest: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    last_used_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
 METRIC_FIELDS = (
     "epoch",
     "lr",

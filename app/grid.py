@@ -97,6 +97,42 @@ def expand(request: SweepRequest) -> list[TrainConfig]:
     return configs
 
 
+def normalised_grid(request: SweepRequest, configs: list[TrainConfig]) -> dict[str, list[Any]]:
+    """The grid as its runs' configs hold it: each value after TrainConfig's validation
+    ("02:1:1" -> "2:1:1", 1 -> 1.0 for lr), so the stored grid, the cells and the baselines
+    compare the same values. `configs` are expand(request)'s, in its order. Two values that
+    validate to one (["2:1:1", "02:1:1"]) would make two cells of the same runs: a GridError."""
+    grid = request.resolved_grid()
+    fields = list(grid)
+    out: dict[str, list[Any]] = {f: [None] * len(grid[f]) for f in fields}
+    # expand() yields len(seeds) configs per cell, cells in itertools.product order.
+    cells = itertools.product(*(range(len(grid[f])) for f in fields))
+    for indices, config in zip(cells, configs[:: len(request.seeds)]):
+        for field, i in zip(fields, indices):
+            out[field][i] = getattr(config, field)
+    errors = [
+        {
+            "loc": ["body", "grid", field],
+            "msg": f"grid field {field!r} lists the same value twice: {values}",
+            "type": "value_error",
+        }
+        for field, values in out.items()
+        if len(set(values)) < len(values)
+    ]
+    if errors:
+        raise GridError(errors)
+    return out
+
+
+def field_value(field: str, value: Any, base: dict[str, Any]) -> Any:
+    """`value` of config field `field` as TrainConfig validates it, read leniently (query
+    text: "0.00005" and "5e-05" are the same lr); None where it is not a valid value."""
+    try:
+        return getattr(TrainConfig.model_validate({**base, field: value}), field)
+    except ValidationError:
+        return None
+
+
 def _locate(exc: ValidationError, grid_fields: list[str]) -> list[dict[str, Any]]:
     errors = []
     for err in exc.errors(include_url=False, include_context=False):

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import gzip
 import mimetypes
+import re
 from functools import lru_cache
 from importlib import resources
 from pathlib import Path
@@ -21,10 +22,13 @@ from fastapi.templating import Jinja2Templates
 
 from trainer.config import ACTIVATIONS, AUGMENTATIONS, REPORT_GRID, REPORT_LR_RATIOS, TrainConfig
 
-ROOT = Path(__file__).resolve().parent.parent
-TEMPLATES_DIR = ROOT / "templates"
-STATIC_DIR = Path(__file__).resolve().parent / "static"
+HERE = Path(__file__).resolve().parent
+# An installed wheel carries the templates inside the package (see pyproject.toml); a source
+# checkout (editable installs included) keeps them in the repository's templates/.
+TEMPLATES_DIR = HERE / "templates" if (HERE / "templates").is_dir() else HERE.parent / "templates"
+STATIC_DIR = HERE / "static"
 PLOTLY_VERSION = plotly.__version__
+_RUN_ID = re.compile(r"[0-9]{1,18}")
 
 templates = Jinja2Templates(directory=TEMPLATES_DIR)
 templates.env.autoescape = True  # every template, whatever its file name
@@ -97,17 +101,9 @@ def sweep_page(request: Request, sweep_id: int) -> HTMLResponse:
 
 @router.get("/compare", response_class=HTMLResponse)
 def compare_page(request: Request, run_ids: str = "") -> HTMLResponse:
-    ids = [int(p) for p in run_ids.replace(" ", "").split(",") if p.isdigit()]
+    # ASCII digits only: str.isdigit() also takes "²", which int() refuses (that was a 500).
+    ids = [int(p) for p in run_ids.replace(" ", "").split(",") if _RUN_ID.fullmatch(p)]
     return _render(request, "compare.html", "compare", run_ids=ids)
-
-
-def render_login(request: Request, next_url: str = "/", error: str | None = None) -> HTMLResponse:
-    """The login form (token field, POST /login); for the backend's GET /login route."""
-    if not next_url.startswith("/") or next_url.startswith("//"):
-        next_url = "/"
-    context = {"page": "login", "page_data": {}, "next": next_url, "error": error}
-    status = 401 if error else 200
-    return templates.TemplateResponse(request, "login.html", context, status_code=status)
 
 
 # ---------------------------------------------------------------- static files

@@ -9,7 +9,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from app.config import get_settings
-from app.db import METRIC_FIELDS, Metric, Run, RunStatus, utcnow
+from app.db import Run, RunStatus, utcnow
 from app.lifecycle import stall_limit
 from trainer.config import TrainConfig
 from trainer.results import EpochMetrics
@@ -153,10 +153,6 @@ def run_out(run: Run, *, with_result: bool = True) -> dict[str, Any]:
     }
 
 
-def metric_out(metric: Metric) -> dict[str, Any]:
-    return {name: getattr(metric, name) for name in METRIC_FIELDS}
-
-
 class StatusesOut(BaseModel):
     all: list[str]
     active: list[str]
@@ -179,17 +175,22 @@ class CellOut(BaseModel):
     ci95: list[float] | None
     is_baseline: bool
     diff_from_baseline: float | None
-    p_value: float | None
+    p_value: float | None = Field(description="Welch's t-test against the baseline cell.")
+    p_holm: float | None = Field(description="p_value, Holm-adjusted over the table's cells.")
     paper_test_acc: float | None
     diff_from_paper: float | None
-    paper_p_value: float | None
+    paper_p_value: float | None = Field(description="One-sample t-test against the report.")
+    paper_p_holm: float | None = Field(
+        description="paper_p_value, Holm-adjusted over the cells the report has a figure for."
+    )
 
 
 class MarginalOut(BaseModel):
     value: Any
-    n: int
-    mean: float | None
-    std: float | None
+    n: int = Field(description="Succeeded runs in the cells with this value.")
+    cells: int = Field(description="Cells with a mean, each weighing the same.")
+    mean: float | None = Field(description="Mean of those cells' means.")
+    std: float | None = Field(description="Standard deviation of those cells' means.")
 
 
 class SweepOut(BaseModel):

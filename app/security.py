@@ -1,7 +1,9 @@
 """The doors a dashboard that launches GPU jobs keeps closed.
 
 - API_TOKEN: when set, every state-changing request needs `Authorization: Bearer <token>`
-  or the login cookie (plus the CSRF header); compared in constant time.
+  or the login cookie (plus the CSRF header); the token is compared in constant time. The
+  cookie holds a random session id that the database knows (by its hash) until logout,
+  expiry or a new API_TOKEN.
 - CSRF: cross-site state-changing requests are refused (Origin / Sec-Fetch-Site), and a
   cookie-authenticated one must echo the `rl_csrf` cookie in `X-CSRF-Token`.
 - Bodies over MAX_BODY_BYTES get 413; run submissions past a per-client rate get 429.
@@ -16,13 +18,18 @@ import secrets
 import threading
 import time
 from collections import defaultdict, deque
+from datetime import timedelta
 
+import anyio
 from fastapi import HTTPException, Request
+from sqlalchemy import delete, or_, update
+from sqlalchemy.orm import Session
 from starlette.datastructures import Headers
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.config import Settings, get_settings
+from app.db import LoginSession, engine_for, new_session, utcnow
 
 SAFE_METHODS = {"GET", "HEAD", "OPTIONS"}
 CSRF_COOKIE = "rl_csrf"
@@ -38,7 +45,9 @@ SECURITY_HEADERS = {
     "cross-origin-opener-policy": "same-origin",
     "permissions-policy": "camera=(), microphone=(), geolocation=()",
     "content-security-policy": (
-        "default-src 'self'; script-src 'self' 'unsafe-inline' 'unsafe-eval'; "
+        # No 'unsafe-inline' for scripts: pages load theirs from /static and take their
+        # data from a JSON block; 'unsafe-eval' stays for Plotly.
+        "default-src 'self'; script-src 'self' 'unsafe-eval'; "
         "style-src 'self' 'unsafe-inline'; img-src 'self' data: blob:; "
         "connect-src 'self'; font-src 'self' data:; frame-ancestors 'none'; "
         "base-uri 'self'; form-action 'self'"
@@ -46,9 +55,71 @@ SECURITY_HEADERS = {
 }
 
 
-def session_value(token: str) -> str:
-    """What the login cookie holds: a keyed hash of the token, never the token itself."""
+SESSION_LIFETIME = timedelta(days=30)
+
+
+def _sha256(value: str) -> str:
+    return hashlib.sha256(value.encode()).hexdigest()
+
+
+def _token_digest(token: str) -> str:
+    # Keyed by the token: sessions opened under another API_TOKEN do not match.
     return hmac.new(token.encode(), b"resnet-lab-session", hashlib.sha256).hexdigest()
+
+
+def open_session(session: Session, token: str) -> str:
+    """Records a new login and returns the random id for its cookie (stored only hashed).
+    Sessions that can never be used again are cleared on the way."""
+    now = utcnow()
+    session.execute(
+        delete(LoginSession).where(
+            or_(LoginSession.expires_at <= now, LoginSession.revoked_at.is_not(None))
+        )
+    )
+    value = secrets.token_urlsafe(32)
+    session.add(
+        LoginSession(
+            id_hash=_sha256(value),
+            token_digest=_token_digest(token),
+            created_at=now,
+            last_used_at=now,
+            expires_at=now + SESSION_LIFETIME,
+        )
+    )
+    session.commit()
+    return value
+
+
+def use_session(session: Session, value: str, token: str) -> bool:
+    """Whether the cookie names a live session under this token; records the use. One
+    compare-and-set UPDATE, so a logout racing a request is never half seen."""
+    now = utcnow()
+    result = session.execute(
+        update(LoginSession)
+        .where(
+            LoginSession.id_hash == _sha256(value),
+            LoginSession.token_digest == _token_digest(token),
+            LoginSession.revoked_at.is_(None),
+            LoginSession.expires_at > now,
+        )
+        .values(last_used_at=now)
+    )
+    session.commit()
+    return result.rowcount == 1
+
+
+def revoke_session(session: Session, value: str) -> None:
+    session.execute(
+        update(LoginSession)
+        .where(LoginSession.id_hash == _sha256(value), LoginSession.revoked_at.is_(None))
+        .values(revoked_at=utcnow())
+    )
+    session.commit()
+
+
+def _session_ok(value: str, settings: Settings) -> bool:
+    with new_session(engine_for(settings.resolved_database_url)) as session:
+        return use_session(session, value, settings.api_token or "")
 
 
 def token_ok(given: str | None, token: str) -> bool:
@@ -118,13 +189,13 @@ class SecurityMiddleware:
                 message["headers"] = raw
             await send(message)
 
-        denial = self._check(scope, headers, method, settings)
+        denial = await self._check(scope, headers, method, settings)
         if denial is not None:
             await denial(scope, receive, send_with_headers)
             return
         await self.app(scope, _limit_body(receive, settings.max_body_bytes), send_with_headers)
 
-    def _check(self, scope: Scope, headers: Headers, method: str, settings: Settings):
+    async def _check(self, scope: Scope, headers: Headers, method: str, settings: Settings):
         length = headers.get("content-length")
         if length is not None:
             if not length.isdigit():
@@ -145,7 +216,8 @@ class SecurityMiddleware:
             return None
         if settings.api_token:
             session = cookies.get(AUTH_COOKIE)
-            if not token_ok(session, session_value(settings.api_token)):
+            # The database lookup runs in a worker thread, off the event loop.
+            if not session or not await anyio.to_thread.run_sync(_session_ok, session, settings):
                 return _deny(401, "authentication required: send Authorization: Bearer <token>")
         # Authenticated by cookie: the double-submit token is required, not only checked when
         # the rl_csrf cookie happens to be there. Without API_TOKEN, a client with no rl_csrf

@@ -64,6 +64,22 @@ def one_sample_p(values: Sequence[float], target: float) -> float | None:
     return _two_sided((mean - target) / (std / math.sqrt(n)), n - 1)
 
 
+def holm(p_values: Sequence[float | None]) -> list[float | None]:
+    """Holm's step-down adjustment, in the given order; None stays None and is not counted.
+
+    36 cells tested at alpha = 0.05 each flag about two differences by chance; Holm-adjusted
+    p-values below alpha keep the chance of any false flag in the table under alpha.
+    scipy has no Holm (stats.false_discovery_control is Benjamini-Hochberg)."""
+    order = sorted((p, i) for i, p in enumerate(p_values) if p is not None)
+    adjusted: list[float | None] = [None] * len(p_values)
+    running = 0.0
+    for rank, (p, i) in enumerate(order):
+        # The smallest p is multiplied by m, the next by m - 1, ...; never below an earlier one.
+        running = max(running, min(1.0, (len(order) - rank) * p))
+        adjusted[i] = running
+    return adjusted
+
+
 def _mean(values: Sequence[float]) -> float | None:
     return math.fsum(values) / len(values) if values else None
 
@@ -103,6 +119,7 @@ def summarize(
             "is_baseline": key == base_key,
             "diff_from_baseline": None,
             "p_value": None,
+            "p_holm": None,
         }
         if values and base_mean is not None:
             cell["diff_from_baseline"] = cell["mean"] - base_mean
@@ -111,24 +128,44 @@ def summarize(
         cell["paper_test_acc"] = paper
         cell["diff_from_paper"] = cell["mean"] - paper if paper is not None and values else None
         cell["paper_p_value"] = one_sample_p(values, paper) if paper is not None else None
+        cell["paper_p_holm"] = None
         cells.append(cell)
-
-    marginals = {}
-    for i, factor in enumerate(factors):
-        by_value: dict[Any, list[float]] = defaultdict(list)
-        for key, members in groups.items():
-            by_value[key[i]].extend(accs(members))
-        marginals[factor] = [
-            {"value": value, **{k: v for k, v in describe(vals).items() if k != "ci95"}}
-            for value, vals in by_value.items()
-        ]
+    # Each table tests many cells at once: against the baseline, and against the report.
+    for raw, adjusted in (("p_value", "p_holm"), ("paper_p_value", "paper_p_holm")):
+        for cell, p in zip(cells, holm([c[raw] for c in cells])):
+            cell[adjusted] = p
 
     return {
         "baseline": dict(zip(factors, base_key)) if base_key is not None else None,
         "cells": cells,
-        "marginals": marginals,
+        "marginals": marginals(cells, factors),
         **progress(runs),
     }
+
+
+def marginals(cells: Sequence[dict[str, Any]], factors: Sequence[str]) -> dict[str, list]:
+    """Per factor value, the mean of the cell means of the cells with that value: every cell
+    weighs the same, so a cell that lost runs (failed, still running) does not tilt it."""
+    out = {}
+    for factor in factors:
+        by_value: dict[Any, list[dict[str, Any]]] = defaultdict(list)
+        for cell in cells:
+            by_value[cell["key"][factor]].append(cell)
+        rows = []
+        for value, members in by_value.items():
+            means = [c["mean"] for c in members if c["mean"] is not None]
+            mean = _mean(means)
+            rows.append(
+                {
+                    "value": value,
+                    "n": sum(c["n"] for c in members),
+                    "cells": len(means),
+                    "mean": mean,
+                    "std": _std(means, mean) if len(means) > 1 else None,
+                }
+            )
+        out[factor] = rows
+    return out
 
 
 def progress(runs: Sequence[dict[str, Any]]) -> dict[str, Any]:

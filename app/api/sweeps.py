@@ -15,7 +15,15 @@ from app import lifecycle
 from app.api.deps import SessionDep, SettingsDep, SweepDep, fast_json
 from app.api.runs import csv_response
 from app.db import ACTIVE, RETRYABLE, Metric, Run, RunStatus, Sweep
-from app.grid import PRESETS, REPORT_BASELINE, GridError, SweepRequest, expand
+from app.grid import (
+    PRESETS,
+    REPORT_BASELINE,
+    GridError,
+    SweepRequest,
+    expand,
+    field_value,
+    normalised_grid,
+)
 from app.queue import enqueue
 from app.schemas import (
     GUARDED,
@@ -56,6 +64,10 @@ def _sweep_runs(session, sweep_id: int) -> list[Run]:
     return list(session.scalars(select(Run).where(Run.sweep_id == sweep_id).order_by(Run.id)))
 
 
+# What a sweep listing reads of each run.
+PROGRESS_COLUMNS = ("id", "sweep_id", "status", "epochs_done", "epochs_total", "train_seconds")
+
+
 def _run_facts(run: Run) -> dict[str, Any]:
     return {
         "id": run.id,
@@ -68,7 +80,7 @@ def _run_facts(run: Run) -> dict[str, Any]:
     }
 
 
-def _sweep_head(sweep: Sweep, runs: list[Run]) -> dict[str, Any]:
+def _sweep_head(sweep: Sweep, run_ids: list[int]) -> dict[str, Any]:
     grid = sweep.grid
     return {
         "id": sweep.id,
@@ -79,7 +91,7 @@ def _sweep_head(sweep: Sweep, runs: list[Run]) -> dict[str, Any]:
         "grid": grid,
         "factors": list(grid),
         "seeds": sweep.seeds,
-        "run_ids": [r.id for r in runs],
+        "run_ids": run_ids,
     }
 
 
@@ -107,10 +119,10 @@ def create_sweep(body: SweepRequest, request: Request, session: SessionDep, sett
         )
     try:
         configs = expand(body)
+        grid = normalised_grid(body, configs)
     except GridError as exc:
         raise _validation_error(exc.errors) from None
     limit_submissions(request, len(configs), settings)
-    grid = body.resolved_grid()
     name = body.name or (body.preset or " × ".join(grid)) or "sweep"
     sweep, runs = lifecycle.create_sweep(
         session,
@@ -124,7 +136,8 @@ def create_sweep(body: SweepRequest, request: Request, session: SessionDep, sett
         configs=configs,
     )
     enqueue([r.id for r in runs])
-    return fast_json({**_sweep_head(sweep, runs), **progress([_run_facts(r) for r in runs])}, 201)
+    head = _sweep_head(sweep, [r.id for r in runs])
+    return fast_json({**head, **progress([_run_facts(r) for r in runs])}, 201)
 
 
 @router.post("/sweeps/estimate", response_model=EstimateOut, responses=GUARDED)
@@ -194,14 +207,26 @@ def list_sweeps(
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
     offset: Annotated[int, Query(ge=0, le=10**9)] = 0,
 ):
+    """Sweeps, newest first, with their progress: three queries whatever the page size, and
+    only the run columns that progress needs (not configs or results)."""
     total = session.scalar(select(func.count(Sweep.id)))
     sweeps = list(
         session.scalars(select(Sweep).order_by(Sweep.id.desc()).limit(limit).offset(offset))
     )
-    items = []
-    for sweep in sweeps:
-        runs = _sweep_runs(session, sweep.id)
-        items.append({**_sweep_head(sweep, runs), **progress([_run_facts(r) for r in runs])})
+    facts: dict[int, list[dict[str, Any]]] = {sweep.id: [] for sweep in sweeps}
+    rows = session.execute(
+        select(*(getattr(Run, c) for c in PROGRESS_COLUMNS))
+        .where(Run.sweep_id.in_(list(facts)))
+        .order_by(Run.id)
+    )
+    for row in rows:
+        run = dict(zip(PROGRESS_COLUMNS, row))
+        run["status"] = RunStatus(run["status"]).value
+        facts[run["sweep_id"]].append(run)
+    items = [
+        {**_sweep_head(sweep, [r["id"] for r in facts[sweep.id]]), **progress(facts[sweep.id])}
+        for sweep in sweeps
+    ]
     return fast_json({"items": items, "total": total, "limit": limit, "offset": offset})
 
 
@@ -223,14 +248,21 @@ def _parse_baseline(text: str | None, factors: list[str]) -> dict[str, Any] | No
     return baseline
 
 
-def _coerce(baseline: dict[str, Any], grid: dict[str, list[Any]]) -> dict[str, Any]:
-    """Query values are text; match them to the grid's own values (numbers included)."""
+def _coerce(
+    baseline: dict[str, Any], grid: dict[str, list[Any]], base: dict[str, Any]
+) -> dict[str, Any]:
+    """Query values are text; compare them with the grid's values as validated configs hold
+    them ("0.00005" is lr 5e-05, "02:1:1" is 2:1:1), not as strings."""
     out = {}
     for field, text in baseline.items():
-        match = [v for v in grid.get(field, []) if str(v).lower() == text.lower()]
-        if not match:
+        wanted = field_value(field, text, base)
+        if wanted is None and text.lower() != text:
+            wanted = field_value(field, text.lower(), base)  # "ReLU" names relu
+        # The run configs hold validated values; so the cells key on them (old rows too).
+        values = [field_value(field, v, base) for v in grid.get(field, [])]
+        if wanted is None or wanted not in values:
             raise _bad_baseline(f"{text[:100]!r} is not a value of {field!r}")
-        out[field] = match[0]
+        out[field] = wanted
     return out
 
 
@@ -254,11 +286,11 @@ def get_sweep(
     factors = list(sweep.grid)
     chosen = _parse_baseline(baseline, factors)
     if chosen is not None:
-        chosen = _coerce(chosen, sweep.grid)
+        chosen = _coerce(chosen, sweep.grid, sweep.base)
     elif sweep.preset == "report":
         chosen = REPORT_BASELINE
     summary = summarize([_run_facts(r) for r in runs], factors, chosen)
-    return fast_json({**_sweep_head(sweep, runs), **summary})
+    return fast_json({**_sweep_head(sweep, [r.id for r in runs]), **summary})
 
 
 def _selected(session, sweep_id: int, body: RunIds | None, statuses) -> list[int]:

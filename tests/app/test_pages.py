@@ -13,10 +13,11 @@ from html.parser import HTMLParser
 from importlib import resources
 
 import pytest
-from fastapi import FastAPI, Request
+from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
-from app import pages
+from app import auth, pages
+from app.config import Settings, get_settings
 
 PAGES = [
     "/",
@@ -79,11 +80,8 @@ def parse(html: str) -> _Links:
 def client() -> TestClient:
     app = FastAPI()
     app.include_router(pages.router)
-
-    @app.get("/login")
-    def login(request: Request, next: str = "/", error: str | None = None):
-        return pages.render_login(request, next, error)
-
+    app.include_router(auth.router)  # GET /login renders the form without the database
+    app.dependency_overrides[get_settings] = lambda: Settings(api_token="secret")
     return TestClient(app)
 
 
@@ -168,6 +166,14 @@ def test_pages_pass_only_ids_to_their_scripts(client):
     assert data["run_ids"] == [3, 1]
 
 
+@pytest.mark.parametrize("run_ids", ["²", "1,²,3", "١", "99999999999999999999999"])
+def test_compare_page_skips_ids_that_are_not_plain_digits(client, run_ids):
+    response = client.get("/compare", params={"run_ids": run_ids})
+    assert response.status_code == 200, response.text
+    ids = json.loads(parse(response.text).page_data)["run_ids"]
+    assert ids == ([1, 3] if run_ids == "1,²,3" else [])
+
+
 def test_non_numeric_ids_are_not_pages(client):
     assert client.get("/runs/abc").status_code == 422
     assert client.get("/sweeps/1;drop").status_code == 422
@@ -176,7 +182,7 @@ def test_non_numeric_ids_are_not_pages(client):
 def test_login_form_escapes_what_it_echoes(client):
     evil = '/runs"><script>alert(1)</script>'
     response = client.get("/login", params={"next": evil, "error": "<img src=x onerror=alert(2)>"})
-    assert response.status_code == 401
+    assert response.status_code == 200
     assert "<script>alert(1)" not in response.text
     assert "<img src=x" not in response.text
     assert "&lt;img src=x onerror=alert(2)&gt;" in response.text

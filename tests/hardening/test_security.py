@@ -18,10 +18,11 @@ from hypothesis import strategies as st
 from kombu.exceptions import ContentDisallowed
 from kombu.message import Message
 from kombu.serialization import prepare_accept_content
-from sqlalchemy import update
+from sqlalchemy import select, update
 
 from app import security
-from app.db import Run, new_session
+from app.config import get_settings
+from app.db import LoginSession, Run, new_session, utcnow
 from app.paths import run_dir
 from app.security import AUTH_COOKIE, CSRF_COOKIE, SubmissionLimiter
 from tests.conftest import TINY
@@ -71,7 +72,7 @@ def _seed(client) -> tuple[int, int]:
         {"Authorization": f"Basic {TOKEN}"},
         {"Authorization": TOKEN},
         {"Authorization": "Bearer "},
-        {"Cookie": f"{AUTH_COOKIE}={TOKEN}"},  # the cookie holds a keyed hash, not the token
+        {"Cookie": f"{AUTH_COOKIE}={TOKEN}"},  # the cookie holds a session id, not the token
     ],
     ids=["none", "wrong", "prefix", "longer", "basic", "no-scheme", "empty", "raw-cookie"],
 )
@@ -196,6 +197,67 @@ def test_logout_forgets_the_session(locked):
     assert response.status_code == 401
 
 
+def _post_with_copied_cookie(client, session: str, csrf: str):
+    """What a second browser (or a thief) holding a copy of both cookies would send."""
+    client.cookies.clear()
+    cookies = f"{AUTH_COOKIE}={session}; {CSRF_COOKIE}={csrf}"
+    return client.post("/api/runs", json=TINY, headers={"Cookie": cookies, "X-CSRF-Token": csrf})
+
+
+def test_logout_revokes_the_session_so_a_copied_cookie_stops_working(locked):
+    client = locked.client
+    browsers = []
+    for _ in range(2):  # two browsers, each logged in
+        client.cookies.clear()
+        _login(client)
+        browsers.append((client.cookies.get(AUTH_COOKIE), client.cookies.get(CSRF_COOKIE)))
+    (session, csrf), (other_session, other_csrf) = browsers
+    assert _post_with_copied_cookie(client, session, csrf).status_code == 201
+    logout = client.post(
+        "/logout", headers={"Cookie": f"{AUTH_COOKIE}={session}"}, follow_redirects=False
+    )
+    assert logout.status_code == 303
+    assert _post_with_copied_cookie(client, session, csrf).status_code == 401
+    assert stored_rows()["runs"] == 1
+    # The other browser's session lives on.
+    assert _post_with_copied_cookie(client, other_session, other_csrf).status_code == 201
+
+
+def test_each_login_gets_a_random_session_id_stored_only_as_its_hash(locked):
+    ids = []
+    for _ in range(2):
+        _login(locked.client)
+        ids.append(locked.client.cookies.get(AUTH_COOKIE))
+        locked.client.cookies.clear()
+    assert ids[0] != ids[1] and all(len(i) >= 32 for i in ids)
+    with new_session() as session:
+        rows = session.scalars(select(LoginSession)).all()
+    assert len(rows) == 2
+    stored = {getattr(r, c.name) for r in rows for c in LoginSession.__table__.columns}
+    assert not {*ids, TOKEN} & {str(v) for v in stored}
+    for row in rows:
+        assert row.revoked_at is None and row.expires_at > row.created_at
+
+
+def test_an_expired_session_is_refused(locked):
+    client = locked.client
+    _login(client)
+    session, csrf = client.cookies.get(AUTH_COOKIE), client.cookies.get(CSRF_COOKIE)
+    with new_session() as db:
+        db.execute(update(LoginSession).values(expires_at=utcnow()))
+        db.commit()
+    assert _post_with_copied_cookie(client, session, csrf).status_code == 401
+
+
+def test_a_new_api_token_ends_the_sessions_opened_under_the_old_one(locked, monkeypatch):
+    client = locked.client
+    _login(client)
+    session, csrf = client.cookies.get(AUTH_COOKIE), client.cookies.get(CSRF_COOKIE)
+    monkeypatch.setenv("API_TOKEN", "a brand new token")
+    get_settings.cache_clear()
+    assert _post_with_copied_cookie(client, session, csrf).status_code == 401
+
+
 @pytest.mark.parametrize(
     "headers",
     [
@@ -267,6 +329,30 @@ def test_every_response_carries_the_security_headers(locked, method, path):
     assert "frame-ancestors 'none'" in policy and "default-src 'self'" in policy
     allowed = {"'self'", "'none'", "'unsafe-inline'", "'unsafe-eval'", "data:", "blob:"}
     assert set(_csp_sources(policy)) <= allowed, policy  # no external host, no wildcard
+    (script_src,) = [d for d in policy.split(";") if d.split()[0] == "script-src"]
+    assert "'unsafe-inline'" not in script_src, policy
+
+
+TEMPLATES = Path(__file__).resolve().parents[2] / "templates"
+STATIC = Path(security.__file__).resolve().parent / "static"
+
+
+@pytest.mark.parametrize("path", sorted(TEMPLATES.glob("*.html")), ids=lambda p: p.name)
+def test_templates_have_no_inline_scripts_or_event_handlers(path):
+    # The policy forbids inline scripts; a page that had one would break silently.
+    html = path.read_text()
+    for tag in re.findall(r"<script\b[^>]*>", html, re.I):
+        assert "src=" in tag or 'type="application/json"' in tag, tag
+    assert not re.search(r"<[^>]*\son[a-z]+\s*=", html, re.I), "inline event handler"
+    assert "javascript:" not in html.lower()
+
+
+@pytest.mark.parametrize("path", sorted(STATIC.rglob("*.js")), ids=lambda p: p.name)
+def test_scripts_build_no_inline_handlers_or_html_strings(path):
+    code = path.read_text()
+    assert not re.search(r"\.(inner|outer)HTML\s*=|insertAdjacentHTML\(|document\.write\(", code)
+    assert not re.search(r"setAttribute\(\s*[\"'`]on", code), "handler set as an attribute"
+    assert not re.search(r"[\"'`][^\"'`]*<[a-z]+[^>]*\son[a-z]+=", code), "handler in markup"
 
 
 def test_pages_set_the_csrf_cookie_readable_by_scripts_but_same_site_strict(locked):
