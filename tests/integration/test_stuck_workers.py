@@ -145,3 +145,28 @@ def _answers(url: str) -> bool:
         return httpx.get(url, timeout=1).status_code == 200
     except httpx.HTTPError:
         return False
+
+
+def test_a_woken_superseded_worker_cannot_touch_the_run_its_successor_owns(service):
+    run_id = submit(service.client, **{**TINY, "epochs": 8, "width": 8, "train_limit": 1024})
+    first = service.start_worker("first@test")
+    wait_for(lambda: service.run(run_id)["epochs_done"] >= 1, 120, "the first epoch")
+    os.killpg(first.pid, signal.SIGSTOP)  # the whole first worker freezes mid-epoch
+    try:
+        second = service.start_worker("second@test")
+        successor = wait_for(lambda: descendants(second.pid), 30, "the second worker's child")
+        wait_for(
+            lambda: service.run(run_id)["worker"].endswith(f":{successor[0].pid}"),
+            120,
+            f"the second worker to take the run over ({service.logs()})",
+        )
+    finally:
+        os.killpg(first.pid, signal.SIGCONT)
+
+    run = service.wait_status(run_id, {"succeeded", "failed", "cancelled"}, timeout=240)
+    assert run["status"] == "succeeded", run["error"]
+    assert run["worker"].endswith(f":{successor[0].pid}")
+    assert run["attempts"] == 2
+    assert [e["epoch"] for e in service.metrics(run_id)] == list(range(1, 9))
+    assert "taken over by another worker" in (service.home / "first.log").read_text()
+    assert first.poll() is None, "the woken worker carries on serving the queue"
