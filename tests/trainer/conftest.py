@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import gzip
-import pickle
 import struct
 import tarfile
 from pathlib import Path
@@ -12,11 +11,9 @@ import numpy as np
 import pytest
 
 from trainer.config import TrainConfig
+from trainer.synthetic import CLASSES, write_cifar10_folder
 
-CIFAR_CLASSES = [
-    "airplane", "automobile", "bird", "cat", "deer",
-    "dog", "frog", "horse", "ship", "truck",
-]  # fmt: skip
+CIFAR_CLASSES = CLASSES
 
 # Real training, but small: digits at width 4 runs an epoch in well under a second.
 TINY = dict(
@@ -40,36 +37,9 @@ def tiny_config():
     return make
 
 
-def cifar_images(n: int, start: int) -> np.ndarray:
-    """n distinct CIFAR rows (R plane, G plane, B plane); value encodes image and pixel."""
-    rng = np.random.default_rng(start)
-    return rng.integers(0, 256, size=(n, 3072), dtype=np.uint8)
-
-
 def write_cifar_folder(root: Path, per_batch: int = 4, test: int = 6) -> dict:
-    """Files in CIFAR-10's own pickle format under root/cifar-10-batches-py/."""
-    folder = root / "cifar-10-batches-py"
-    folder.mkdir(parents=True)
-    train_rows, train_labels = [], []
-    for i in range(1, 6):
-        rows = cifar_images(per_batch, start=i)
-        labels = [(i + j) % 10 for j in range(per_batch)]
-        entry = {"batch_label": f"training batch {i} of 5", "data": rows, "labels": labels}
-        (folder / f"data_batch_{i}").write_bytes(pickle.dumps(entry, protocol=2))
-        train_rows.append(rows)
-        train_labels += labels
-    test_rows = cifar_images(test, start=99)
-    test_labels = [j % 10 for j in range(test)]
-    entry = {"batch_label": "testing batch 1 of 1", "data": test_rows, "labels": test_labels}
-    (folder / "test_batch").write_bytes(pickle.dumps(entry, protocol=2))
-    meta = {"label_names": CIFAR_CLASSES, "num_cases_per_batch": per_batch, "num_vis": 3072}
-    (folder / "batches.meta").write_bytes(pickle.dumps(meta, protocol=2))
-    return {
-        "train_rows": np.concatenate(train_rows),
-        "train_labels": train_labels,
-        "test_rows": test_rows,
-        "test_labels": test_labels,
-    }
+    """A few images in CIFAR-10's own pickle format under root/cifar-10-batches-py/."""
+    return write_cifar10_folder(root, per_batch=per_batch, test=test)
 
 
 @pytest.fixture
