@@ -281,7 +281,16 @@ export function bars(div, spec) {
   ];
   const layout = baseLayout({ title: spec.title, showlegend: false });
   const long = spec.x.length > 6 && Math.max(...spec.x.map((c) => String(c).length)) > 3;
-  layout.xaxis = axis(spec.xtitle || "", { type: "category", tickangle: long ? -40 : 0 });
+  // the categories' own order and range, set: a redraw with more categories (live updates)
+  // must not keep the range of the last one
+  layout.xaxis = axis(spec.xtitle || "", {
+    type: "category",
+    tickangle: long ? -40 : 0,
+    categoryorder: "array",
+    categoryarray: spec.x,
+    range: [-0.5, spec.x.length - 0.5],
+    autorange: false,
+  });
   const tops = y.map((v, i) => (v === null ? 0 : v + err[i]));
   const top = spec.max !== undefined ? spec.max * scale : Math.max(...tops, 0) * 1.15 || 1;
   layout.yaxis = axis(spec.ytitle || "", {
@@ -289,8 +298,8 @@ export function bars(div, spec) {
     // bars start at 0 so their lengths compare; headroom for the labels
     range: [0, Math.max(top, Math.max(...tops) * 1.15)],
   });
-  layout.annotations = spec.x.map((x, i) => ({
-    x,
+  layout.annotations = spec.x.map((_, i) => ({
+    x: i, // a category's index: annotations place by position on a category axis
     y: tops[i],
     text: plain(text[i] || ""),
     showarrow: false,
@@ -324,7 +333,7 @@ export function parcoords(div, spec) {
     },
   ];
   const layout = baseLayout({ title: spec.title, showlegend: false });
-  layout.margin = narrow ? { l: 45, r: 45, t: 60, b: 30 } : { l: 70, r: 90, t: 60, b: 30 };
+  layout.margin = narrow ? { l: 45, r: 70, t: 60, b: 30 } : { l: 70, r: 90, t: 60, b: 30 };
   return plot(div, data, layout);
 }
 

@@ -27,7 +27,7 @@ export class RunNotes {
   show(run) {
     const head = clear(byId("run-name-head"));
     if (run.name) head.append(run.name);
-    clear(byId("run-tags-head")).append((run.tags || []).map((t) => el("a", { class: "tag", href: `/?tag=${encodeURIComponent(t)}` }, t)));
+    clear(byId("run-tags-head")).append(...(run.tags || []).map((t) => el("a", { class: "tag", href: `/?tag=${encodeURIComponent(t)}` }, t)));
     if (this.dirty) return;
     this.inputs.name.value = run.name || "";
     this.inputs.tags.value = (run.tags || []).join(", ");

@@ -108,6 +108,7 @@ function renderFilters() {
       control.addEventListener(
         "input",
         debounce(() => {
+          if (!control.isConnected) return; // the filters were redrawn (cleared) meanwhile
           const value = control.value.trim();
           // ids and seeds are whole numbers: don't ask the API about anything else
           const bad = f.numeric && value !== "" && !/^\d+$/.test(value);
@@ -231,7 +232,7 @@ function cell(run, col) {
     case "status":
       return badge(run.status);
     case "tags":
-      return el("span", { class: "tags" }, tagChips(run.tags));
+      return (run.tags || []).length ? el("span", { class: "tags" }, tagChips(run.tags)) : "";
     case "note":
       return run.note ? el("span", { class: "note-cell", title: run.note }, run.note) : "";
     case "factors":

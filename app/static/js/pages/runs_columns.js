@@ -37,7 +37,7 @@ const BASE = [
 const SHOWN_BY_DEFAULT = [
   "name", "tags", "status", "dataset", "activation", "lr_ratio", "augmentation", "seed",
   "sweep_id", "progress", "final_test_acc", "best_test_acc", "images_per_second",
-  "duration_seconds", "eta_seconds", "queued_at",
+  "eta_seconds", "queued_at",
 ];
 
 /** Every column the user may show: the fixed ones, then each config field not already one. */
