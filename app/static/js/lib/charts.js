@@ -64,6 +64,14 @@ function axis(title, extra = {}) {
 }
 
 function plot(div, data, layout, config = CONFIG) {
+  // Plotly's "responsive" follows the window only; a panel that narrows because another was
+  // added beside it (grid panels appear as runs finish) must redraw at its new width.
+  if (!div._rlObserved) {
+    div._rlObserved = true;
+    new ResizeObserver(() => {
+      if (div.data && div.offsetWidth) Plotly.Plots.resize(div);
+    }).observe(div);
+  }
   return Plotly.react(div, data, layout, config);
 }
 

@@ -15,12 +15,17 @@ export function renderMarginals() {
   }
   if (box.querySelector("p")) clear(box);
   for (const child of [...box.children]) if (!names.includes(child.dataset.factor)) child.remove();
-  names.forEach((f, i) => {
+  // every panel first, so that each chart is drawn at its final width
+  const wraps = names.map((f) => {
     let wrap = box.querySelector(`[data-factor="${CSS.escape(f)}"]`);
     if (!wrap) {
       wrap = el("div", { class: "panel", dataset: { factor: f } }, el("div", { class: "chart short" }));
       box.append(wrap);
     }
+    return wrap;
+  });
+  names.forEach((f, i) => {
+    const wrap = wraps[i];
     const rows = marginals[f].filter((m) => m.n);
     Charts.bars(wrap.firstChild, {
       x: rows.map((m) => label(f, m.value)),
