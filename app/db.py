@@ -119,6 +119,10 @@ class Run(Base):
     environment: Mapped[dict | None] = mapped_column(JSON)
     error: Mapped[str | None] = mapped_column(Text)
     checkpoint_path: Mapped[str | None] = mapped_column(String(500))
+    # What a person says about the run (PATCH /api/runs/{id}); never read by the worker.
+    name: Mapped[str | None] = mapped_column(String(200))
+    tags: Mapped[list | None] = mapped_column(JSON)
+    note: Mapped[str | None] = mapped_column(Text)
 
 
 class Metric(Base):

@@ -11,7 +11,7 @@ import gzip
 import mimetypes
 import re
 from functools import lru_cache
-from importlib import resources
+from importlib import metadata, resources
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +20,8 @@ from fastapi import APIRouter, HTTPException, Request
 from fastapi.responses import HTMLResponse, Response
 from fastapi.templating import Jinja2Templates
 
-from trainer.config import ACTIVATIONS, AUGMENTATIONS, REPORT_GRID, REPORT_LR_RATIOS, TrainConfig
+from app.schemas import TrainConfigIn
+from trainer.config import ACTIVATIONS, AUGMENTATIONS, REPORT_GRID, REPORT_LR_RATIOS
 
 HERE = Path(__file__).resolve().parent
 # An installed wheel carries the templates inside the package (see pyproject.toml); a source
@@ -29,6 +30,7 @@ TEMPLATES_DIR = HERE / "templates" if (HERE / "templates").is_dir() else HERE.pa
 STATIC_DIR = HERE / "static"
 PLOTLY_VERSION = plotly.__version__
 _RUN_ID = re.compile(r"[0-9]{1,18}")
+DOCS_VERSION = metadata.version("fastapi-offline")
 
 templates = Jinja2Templates(directory=TEMPLATES_DIR)
 templates.env.autoescape = True  # every template, whatever its file name
@@ -46,12 +48,25 @@ _STATIC_TYPES = {
 
 @lru_cache(maxsize=1)
 def config_schema() -> dict[str, Any]:
-    """The trainer config's JSON schema: fields, defaults, ranges and help text."""
-    return TrainConfig.model_json_schema()
+    """The trainer config's JSON schema as the API checks it: fields, defaults, ranges,
+    formats and help text (the forms validate against it before sending)."""
+    return TrainConfigIn.model_json_schema()
+
+
+# The smoke-test preset of both forms: digits, tiny model, seconds per run on a CPU.
+SMOKE = {
+    "dataset": "digits",
+    "width": 8,
+    "epochs": 3,
+    "batch_size": 64,
+    "train_limit": 512,
+    "test_limit": 256,
+}
 
 
 def _static_config() -> dict[str, Any]:
     return {
+        "smoke": SMOKE,
         "schema": config_schema(),
         "activations": list(ACTIVATIONS),
         "augmentations": list(AUGMENTATIONS),
@@ -71,7 +86,8 @@ def _render(request: Request, name: str, page: str, **data: Any) -> HTMLResponse
 
 @router.get("/", response_class=HTMLResponse)
 def runs_page(request: Request) -> HTMLResponse:
-    return _render(request, "runs.html", "runs")
+    # the schema names every config field the table can show as a column
+    return _render(request, "runs.html", "runs", schema=config_schema())
 
 
 @router.get("/runs/new", response_class=HTMLResponse)
@@ -106,28 +122,55 @@ def compare_page(request: Request, run_ids: str = "") -> HTMLResponse:
     return _render(request, "compare.html", "compare", run_ids=ids)
 
 
+@router.get("/docs", response_class=HTMLResponse)
+def swagger_page(request: Request) -> HTMLResponse:
+    """Swagger UI over /openapi.json, with its files and init script served from here."""
+    return _render(request, "docs.html", "api", docs_version=DOCS_VERSION)
+
+
+@router.get("/redoc", response_class=HTMLResponse)
+def redoc_page(request: Request) -> HTMLResponse:
+    return _render(request, "redoc.html", "api", docs_version=DOCS_VERSION)
+
+
 # ---------------------------------------------------------------- static files
 
 
-@lru_cache(maxsize=1)
-def _plotly_js() -> tuple[bytes, bytes]:
-    """plotly.min.js from the installed plotly package, raw and gzipped (read once)."""
-    raw = (resources.files("plotly") / "package_data" / "plotly.min.js").read_bytes()
+def _vendor_sources() -> dict[str, Any]:
+    """Third-party files the pages need, each from the installed package that ships it:
+    Plotly from plotly, Swagger UI and ReDoc from fastapi-offline. Never from a CDN: the
+    Content-Security-Policy allows this origin only, and the dashboard must work offline."""
+    docs = resources.files("fastapi_offline") / "static"
+    return {
+        "plotly.min.js": resources.files("plotly") / "package_data" / "plotly.min.js",
+        "swagger-ui-bundle.js": docs / "swagger-ui-bundle.js",
+        "swagger-ui.css": docs / "swagger-ui.css",
+        "redoc.standalone.js": docs / "redoc.standalone.js",
+    }
+
+
+@lru_cache(maxsize=8)
+def _vendor_file(name: str) -> tuple[bytes, bytes]:
+    """A vendored file, raw and gzipped (read and packed once; they are megabytes)."""
+    raw = _vendor_sources()[name].read_bytes()
     return raw, gzip.compress(raw, compresslevel=6, mtime=0)
 
 
-@router.get("/static/vendor/plotly.min.js")
-def plotly_js(request: Request) -> Response:
-    raw, packed = _plotly_js()
+@router.get("/static/vendor/{name}")
+def vendor_file(name: str, request: Request) -> Response:
+    if name not in _vendor_sources():
+        raise HTTPException(status_code=404, detail="Not found")
+    raw, packed = _vendor_file(name)
+    media_type = _STATIC_TYPES[Path(name).suffix]
     headers = {
-        # The URL carries ?v=<plotly version>, so a long cache is safe.
+        # The URLs carry ?v=<package version>, so a long cache is safe.
         "Cache-Control": "public, max-age=604800",
         "Vary": "Accept-Encoding",
     }
     if "gzip" in request.headers.get("accept-encoding", ""):
         headers["Content-Encoding"] = "gzip"
-        return Response(packed, media_type="text/javascript; charset=utf-8", headers=headers)
-    return Response(raw, media_type="text/javascript; charset=utf-8", headers=headers)
+        return Response(packed, media_type=media_type, headers=headers)
+    return Response(raw, media_type=media_type, headers=headers)
 
 
 @router.get("/static/{path:path}")

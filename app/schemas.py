@@ -3,16 +3,25 @@ input shape of a trainer config."""
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from app.config import get_settings
 from app.db import Run, RunStatus, utcnow
 from app.lifecycle import stall_limit
 from trainer.config import TrainConfig
 from trainer.results import EpochMetrics
+
+
+def _document_formats(schema: dict[str, Any]) -> None:
+    """Publish what the validators check in code, so clients (the pages' forms included)
+    can check input before sending it: lr_ratio is three positive integers, a:b:c."""
+    schema["properties"]["lr_ratio"]["pattern"] = (
+        r"^\s*[1-9]\d{0,3}\s*:\s*[1-9]\d{0,3}\s*:\s*[1-9]\d{0,3}\s*$"
+    )
 
 
 class TrainConfigIn(TrainConfig):
@@ -23,7 +32,7 @@ class TrainConfigIn(TrainConfig):
     naming the field (an integer is still fine for a number).
     """
 
-    model_config = ConfigDict(strict=True)
+    model_config = ConfigDict(strict=True, json_schema_extra=_document_formats)
 
 
 class RunResultOut(BaseModel):
@@ -36,9 +45,51 @@ class RunResultOut(BaseModel):
     warnings: list[str] = []
 
 
+# A tag is one word a person can type in a URL and a filter box: lower-case letters, digits
+# and - _ . : + /, at most 40 characters (so tags also survive the CSV and `?tag=`).
+TAG_PATTERN = re.compile(r"^[a-z0-9][a-z0-9_.:+/-]{0,39}$")
+MAX_TAGS = 20
+
+
+class RunPatch(BaseModel):
+    """What a person may change on a run: its name, tags and note (null clears)."""
+
+    model_config = ConfigDict(strict=True, extra="forbid")
+
+    name: Annotated[str, Field(max_length=200)] | None = None
+    tags: Annotated[list[str], Field(max_length=MAX_TAGS)] | None = None
+    note: Annotated[str, Field(max_length=10_000)] | None = None
+
+    @field_validator("name", "note")
+    @classmethod
+    def _strip(cls, value: str | None) -> str | None:
+        value = value.strip() if value is not None else None
+        return value or None
+
+    @field_validator("tags")
+    @classmethod
+    def _tags(cls, tags: list[str] | None) -> list[str] | None:
+        if tags is None:
+            return None
+        out: list[str] = []
+        for raw in tags:
+            tag = raw.strip().lower()
+            if not TAG_PATTERN.match(tag):
+                raise ValueError(
+                    f"tag {raw[:50]!r}: use 1 to 40 letters, digits or - _ . : + /, "
+                    "starting with a letter or digit"
+                )
+            if tag not in out:
+                out.append(tag)
+        return out
+
+
 class RunOut(BaseModel):
     id: int
     sweep_id: int | None
+    name: str | None
+    tags: list[str]
+    note: str | None
     status: RunStatus
     config: dict[str, Any]
     attempts: int
@@ -61,7 +112,13 @@ class RunOut(BaseModel):
     )
     progress: float = Field(description="Finished epochs over all epochs, 0..1.")
     duration_seconds: float | None
-    eta_seconds: float | None = Field(description="Seconds left, from the mean epoch so far.")
+    eta_seconds: float | None = Field(
+        description="Seconds left: from the mean epoch so far, or before the first epoch ends "
+        "from the speed the workers measured for the same model width."
+    )
+    images_per_second: float | None = Field(
+        None, description="Mean training images per second over the run's epochs."
+    )
     final_test_acc: float | None
     best_test_acc: float | None
     best_epoch: int | None
@@ -125,6 +182,9 @@ def run_out(run: Run, *, with_result: bool = True) -> dict[str, Any]:
     return {
         "id": run.id,
         "sweep_id": run.sweep_id,
+        "name": run.name,
+        "tags": run.tags or [],
+        "note": run.note,
         "status": RunStatus(run.status).value,
         "config": run.config,
         "attempts": run.attempts,
@@ -185,12 +245,23 @@ class CellOut(BaseModel):
     )
 
 
+class CellsOut(BaseModel):
+    by: list[str]
+    cells: list[CellOut]
+
+
 class MarginalOut(BaseModel):
     value: Any
     n: int = Field(description="Succeeded runs in the cells with this value.")
     cells: int = Field(description="Cells with a mean, each weighing the same.")
     mean: float | None = Field(description="Mean of those cells' means.")
     std: float | None = Field(description="Standard deviation of those cells' means.")
+
+
+class BestCellOut(BaseModel):
+    key: dict[str, Any]
+    mean: float
+    n: int
 
 
 class SweepOut(BaseModel):
@@ -207,6 +278,7 @@ class SweepOut(BaseModel):
     total_runs: int
     progress: float
     eta_seconds: float | None
+    best: BestCellOut | None = Field(None, description="Highest mean final test accuracy so far.")
 
 
 class SweepDetailOut(SweepOut):

@@ -45,11 +45,13 @@ SECURITY_HEADERS = {
     "cross-origin-opener-policy": "same-origin",
     "permissions-policy": "camera=(), microphone=(), geolocation=()",
     "content-security-policy": (
-        # No 'unsafe-inline' for scripts: pages load theirs from /static and take their
-        # data from a JSON block; 'unsafe-eval' stays for Plotly.
+        # No inline script anywhere: every page's code is a file under /static. Plotly
+        # compiles some functions at run time ('unsafe-eval'); ReDoc runs its search index
+        # in a worker made from a blob: URL.
         "default-src 'self'; script-src 'self' 'unsafe-eval'; "
         "style-src 'self' 'unsafe-inline'; img-src 'self' data: blob:; "
-        "connect-src 'self'; font-src 'self' data:; frame-ancestors 'none'; "
+        "connect-src 'self'; font-src 'self' data:; worker-src 'self' blob:; "
+        "frame-ancestors 'none'; "
         "base-uri 'self'; form-action 'self'"
     ),
 }

@@ -17,7 +17,9 @@ from app.grid import paper_figure
 # dominated a 108-run sweep summary (tests/app/test_stats.py checks they agree).
 
 
-def describe(values: Sequence[float]) -> dict[str, Any]:
+def describe(values: Sequence[float], bounds: tuple[float, float] | None = None) -> dict[str, Any]:
+    """n, mean, std and the 95% t-interval, clipped to `bounds` (accuracies: 0..1; with two
+    seeds the interval is ±12.7 std and would otherwise reach past 100%)."""
     n = len(values)
     if n == 0:
         return {"n": 0, "mean": None, "std": None, "ci95": None}
@@ -26,7 +28,10 @@ def describe(values: Sequence[float]) -> dict[str, Any]:
         return {"n": 1, "mean": mean, "std": None, "ci95": None}
     std = _std(values, mean)
     half = float(special.stdtrit(n - 1, 0.975)) * std / math.sqrt(n)
-    return {"n": n, "mean": mean, "std": std, "ci95": [mean - half, mean + half]}
+    lo, hi = mean - half, mean + half
+    if bounds is not None:
+        lo, hi = max(lo, bounds[0]), min(hi, bounds[1])
+    return {"n": n, "mean": mean, "std": std, "ci95": [lo, hi]}
 
 
 def _std(values: Sequence[float], mean: float) -> float:
@@ -84,6 +89,28 @@ def _mean(values: Sequence[float]) -> float | None:
     return math.fsum(values) / len(values) if values else None
 
 
+ACCURACY_BOUNDS = (0.0, 1.0)
+
+
+def _succeeded_acc(run: dict[str, Any]) -> float | None:
+    if run["status"] != RunStatus.succeeded.value:
+        return None
+    return run["final_test_acc"]
+
+
+def best_cell(runs: Sequence[dict[str, Any]], factors: Sequence[str]) -> dict[str, Any] | None:
+    """The cell with the highest mean final test accuracy so far: {key, mean, n}."""
+    groups: dict[tuple, list[float]] = defaultdict(list)
+    for run in runs:
+        acc = _succeeded_acc(run)
+        if acc is not None:
+            groups[cell_key(run["config"], factors)].append(acc)
+    if not groups:
+        return None
+    key, accs = max(groups.items(), key=lambda kv: math.fsum(kv[1]) / len(kv[1]))
+    return {"key": dict(zip(factors, key)), "mean": math.fsum(accs) / len(accs), "n": len(accs)}
+
+
 def cell_key(config: dict[str, Any], factors: Sequence[str]) -> tuple:
     return tuple(config.get(f) for f in factors)
 
@@ -115,7 +142,7 @@ def summarize(
             "key": dict(zip(factors, key)),
             "run_ids": [m["id"] for m in members],
             "statuses": dict(Counter(m["status"] for m in members)),
-            **describe(values),
+            **describe(values, ACCURACY_BOUNDS),
             "is_baseline": key == base_key,
             "diff_from_baseline": None,
             "p_value": None,
@@ -137,6 +164,7 @@ def summarize(
 
     return {
         "baseline": dict(zip(factors, base_key)) if base_key is not None else None,
+        "best": best_cell(runs, factors),
         "cells": cells,
         "marginals": marginals(cells, factors),
         **progress(runs),

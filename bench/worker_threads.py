@@ -53,8 +53,7 @@ def aggregate(processes: int, threads: int, args: argparse.Namespace) -> float:
     ctx = mp.get_context("spawn")
     barrier, results = ctx.Barrier(processes), ctx.Queue()
     procs = [
-        ctx.Process(target=_train, args=(threads, args, barrier, results))
-        for _ in range(processes)
+        ctx.Process(target=_train, args=(threads, args, barrier, results)) for _ in range(processes)
     ]
     for proc in procs:
         proc.start()

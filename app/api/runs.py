@@ -10,7 +10,7 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, HTTPException, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, Response
-from sqlalchemy import func, select
+from sqlalchemy import String, cast, func, or_, select
 
 from app import lifecycle
 from app.api.deps import RunDep, SessionDep, SettingsDep, fast_json
@@ -26,10 +26,12 @@ from app.schemas import (
     RunMetricsOut,
     RunOut,
     RunPage,
+    RunPatch,
     TrainConfigIn,
     run_out,
 )
 from app.security import limit_submissions
+from app.throughput import first_eta, measured_speed
 from trainer.config import TrainConfig
 
 router = APIRouter(prefix="/api", tags=["runs"])
@@ -79,9 +81,20 @@ def _filtered(
     lr_ratio: str | None,
     augmentation: str | None,
     seed: int | None,
+    tag: str | None = None,
+    q: str | None = None,
+    worker: str | None = None,
 ):
     if status:
         query = query.where(Run.status.in_(status))
+    if worker:
+        query = query.where(Run.worker == worker)
+    if tag:
+        # Tags are stored as a JSON list of strings whose characters need no JSON escaping,
+        # so the quoted tag appears verbatim in the column's text on SQLite and PostgreSQL.
+        query = query.where(cast(Run.tags, String).contains(f'"{tag.lower()}"', autoescape=True))
+    for term in (q or "").split():
+        query = query.where(_matches(term))
     for column, value in (
         (Run.sweep_id, sweep_id),
         (Run.dataset, dataset),
@@ -95,6 +108,53 @@ def _filtered(
     return query
 
 
+def _matches(term: str):
+    """One search word: `field=value` compares a config field (`width=8`, `lr=0.05`); a run
+    id (`12`, `#12`); else text in the name, note, tags or the study's factors (any case)."""
+    field, eq, value = term.partition("=")
+    if eq and field in TrainConfig.model_fields:
+        extracted = cast(Run.config[field].as_string(), String)
+        return func.lower(extracted) == value.lower()
+    needle = term.lower()
+    texts = [Run.name, Run.note, cast(Run.tags, String), Run.dataset, Run.activation,
+             Run.lr_ratio, Run.augmentation]  # fmt: skip
+    found = or_(*(func.lower(t).contains(needle, autoescape=True) for t in texts))
+    number = term.removeprefix("#")
+    if number.isdigit() and len(number) < 19:
+        return or_(Run.id == int(number), found)
+    return found
+
+
+def _with_speeds(session, runs: list[Run], **kwargs) -> list[dict]:
+    """run_out for each run, with its measured training speed (mean img/s over its epochs)
+    and, for a run still in its first epoch, an ETA from the speed its model was measured at
+    on the workers (the first epoch's own time is not known before it ends)."""
+    ids = [r.id for r in runs]
+    speeds = (
+        dict(
+            session.execute(
+                select(Metric.run_id, func.avg(Metric.images_per_second))
+                .where(Metric.run_id.in_(ids))
+                .group_by(Metric.run_id)
+            ).all()
+        )
+        if ids
+        else {}
+    )
+    by_width: dict[int, object] = {}
+    out = []
+    for run in runs:
+        item = run_out(run, **kwargs)
+        item["images_per_second"] = speeds.get(run.id)
+        if run.status == RunStatus.running and run.epochs_done == 0:
+            width = int(run.config.get("width", 64))
+            if width not in by_width:
+                by_width[width] = measured_speed(session, width)
+            item["eta_seconds"] = first_eta(run, by_width[width])
+        out.append(item)
+    return out
+
+
 @router.get("/runs", response_model=RunPage)
 def list_runs(
     session: SessionDep,
@@ -105,12 +165,17 @@ def list_runs(
     lr_ratio: Annotated[str | None, Query(max_length=64)] = None,
     augmentation: Annotated[str | None, Query(max_length=64)] = None,
     seed: Annotated[int | None, Query(ge=0, le=2**31 - 1)] = None,
+    tag: Annotated[str | None, Query(max_length=40, examples=["baseline"])] = None,
+    q: Annotated[str | None, Query(max_length=200, examples=["tanh width=16"])] = None,
+    worker: Annotated[str | None, Query(max_length=200)] = None,
     sort: SortKey = "-id",
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
     offset: Annotated[int, Query(ge=0, le=10**9)] = 0,
 ):
-    """Runs, newest first by default. `status` may repeat (`?status=queued&status=running`)."""
-    filters = (status, sweep_id, dataset, activation, lr_ratio, augmentation, seed)
+    """Runs, newest first by default. `status` may repeat (`?status=queued&status=running`);
+    `tag` keeps runs with that tag; `q` keeps runs that match every word of it: an id, text
+    in the name, note, tags or factors, or `field=value` for any config field."""
+    filters = (status, sweep_id, dataset, activation, lr_ratio, augmentation, seed, tag, q, worker)
     total = session.scalar(_filtered(select(func.count(Run.id)), *filters))
     column = SORTABLE[sort.lstrip("-")]
     # Runs without a value (no result yet) go last either way, on SQLite and PostgreSQL alike.
@@ -119,7 +184,7 @@ def list_runs(
     rows = session.scalars(
         _filtered(select(Run), *filters).order_by(order, tiebreak).limit(limit).offset(offset)
     )
-    items = [run_out(run, with_result=False) for run in rows]
+    items = _with_speeds(session, list(rows), with_result=False)
     return fast_json({"items": items, "total": total, "limit": limit, "offset": offset})
 
 
@@ -146,11 +211,14 @@ def csv_response(runs, filename: str) -> Response:
     fields = list(TrainConfig.model_fields)
     out = io.StringIO()
     writer = csv.writer(out)
-    writer.writerow(["run_id", "sweep_id", *fields, *CSV_RESULT_COLUMNS])
+    writer.writerow(["run_id", "sweep_id", "name", "tags", *fields, *CSV_RESULT_COLUMNS, "note"])
     for run in runs:
         status = RunStatus(run.status).value
         results = [getattr(run, c) if c != "status" else status for c in CSV_RESULT_COLUMNS]
-        writer.writerow([run.id, run.sweep_id, *(run.config.get(f) for f in fields), *results])
+        config = [run.config.get(f) for f in fields]
+        # tags joined by spaces: no tag holds one
+        tags = " ".join(run.tags or [])
+        writer.writerow([run.id, run.sweep_id, run.name, tags, *config, *results, run.note])
     return Response(
         out.getvalue(),
         media_type="text/csv",
@@ -159,8 +227,19 @@ def csv_response(runs, filename: str) -> Response:
 
 
 @router.get("/runs/{run_id}", response_model=RunOut, responses=NOT_FOUND)
-def get_run(run: RunDep):
-    return fast_json(run_out(run))
+def get_run(run: RunDep, session: SessionDep):
+    return fast_json(_with_speeds(session, [run])[0])
+
+
+@router.patch("/runs/{run_id}", response_model=RunOut, responses={**NOT_FOUND, **GUARDED})
+def edit_run(run: RunDep, body: RunPatch, session: SessionDep):
+    """Sets the run's name, tags or note: only the keys sent change (null clears one). Tags
+    are lower-cased and deduplicated. Never touches the training."""
+    for key in body.model_fields_set:
+        setattr(run, key, getattr(body, key))
+    session.commit()
+    session.refresh(run)
+    return fast_json(_with_speeds(session, [run])[0])
 
 
 def metric_rows(
@@ -185,6 +264,25 @@ def metric_rows(
 @router.get("/runs/{run_id}/metrics", response_model=RunMetricsOut, responses=NOT_FOUND)
 def run_metrics(run: RunDep, session: SessionDep):
     return fast_json({"run_id": run.id, "epochs": metric_rows(session, [run.id])[run.id]})
+
+
+@router.get(
+    "/runs/{run_id}/metrics.csv",
+    response_class=Response,
+    responses={200: {"content": {"text/csv": {}}}, **NOT_FOUND},
+)
+def run_metrics_csv(run: RunDep, session: SessionDep):
+    """The run's epochs, one row each: lr, losses, accuracies, seconds, images/s."""
+    out = io.StringIO()
+    writer = csv.writer(out)
+    writer.writerow(METRIC_FIELDS)
+    for row in metric_rows(session, [run.id])[run.id]:
+        writer.writerow([row[f] for f in METRIC_FIELDS])
+    return Response(
+        out.getvalue(),
+        media_type="text/csv",
+        headers={"Content-Disposition": f'attachment; filename="run-{run.id}-epochs.csv"'},
+    )
 
 
 @router.get("/metrics", response_model=ManyMetricsOut)

@@ -14,7 +14,7 @@ from sqlalchemy import func, select
 from app import lifecycle
 from app.api.deps import SessionDep, SettingsDep, SweepDep, fast_json
 from app.api.runs import csv_response
-from app.db import ACTIVE, RETRYABLE, Metric, Run, RunStatus, Sweep
+from app.db import ACTIVE, RETRYABLE, Run, RunStatus, Sweep
 from app.grid import (
     PRESETS,
     REPORT_BASELINE,
@@ -30,6 +30,7 @@ from app.schemas import (
     NOT_FOUND,
     RATE_LIMITED,
     CancelledOut,
+    CellsOut,
     EstimateOut,
     RetriedOut,
     SweepDetailOut,
@@ -37,19 +38,11 @@ from app.schemas import (
     SweepPage,
 )
 from app.security import limit_submissions
-from app.stats import progress, summarize
+from app.stats import best_cell, progress, summarize
+from app.throughput import Speed, images_per_epoch, measured_speed
 from trainer.config import TrainConfig
 
 router = APIRouter(prefix="/api", tags=["sweeps"])
-
-# Training images per second assumed for an estimate when no run has been timed yet:
-# a full-width ResNet18 on one modern GPU; narrower models scale with width squared.
-DEFAULT_IMAGES_PER_SECOND = 20_000.0
-DATASET_SIZES = {
-    "cifar10": (50_000, 10_000),
-    "fashion_mnist": (60_000, 10_000),
-    "digits": (1437, 360),
-}
 
 
 class RunIds(BaseModel):
@@ -142,7 +135,8 @@ def create_sweep(body: SweepRequest, request: Request, session: SessionDep, sett
 
 @router.post("/sweeps/estimate", response_model=EstimateOut, responses=GUARDED)
 def estimate_sweep(body: SweepRequest, session: SessionDep, settings: SettingsDep):
-    """How many runs a sweep would make and how long it would take on one GPU."""
+    """How many runs a sweep would make and how long they would train on one worker, at the
+    speed the workers measured for the same model width (null while none is measured)."""
     count = body.run_count()
     if count > settings.max_sweep_runs:
         configs = []
@@ -151,26 +145,25 @@ def estimate_sweep(body: SweepRequest, session: SessionDep, settings: SettingsDe
             configs = expand(body)
         except GridError as exc:
             raise _validation_error(exc.errors) from None
-    seconds = 0.0
+    seconds: float | None = 0.0
     images = 0
     basis = set()
     epochs = 0
-    speeds: dict[tuple[str, int], tuple[float, str]] = {}
+    speeds: dict[int, Speed | None] = {}
     for config in configs:
-        train, test = DATASET_SIZES[config.dataset]
-        if config.train_limit:
-            train = min(train, config.train_limit)
-        if config.test_limit:
-            test = min(test, config.test_limit)
-        key = (config.dataset, config.width)
-        if key not in speeds:  # one query per distinct model, not per cell
-            speeds[key] = _throughput(session, *key)
-        speed, source = speeds[key]
-        basis.add(source)
-        run_images = config.epochs * (train + test)
-        images += run_images
+        train, test = images_per_epoch(config)
+        if config.width not in speeds:  # one query per distinct model, not per cell
+            speeds[config.width] = measured_speed(session, config.width)
+        speed = speeds[config.width]
+        images += config.epochs * (train + test)
         epochs += config.epochs
-        seconds += run_images / speed
+        if speed is None:
+            basis.add(NOT_MEASURED.format(width=config.width))
+            seconds = None
+        else:
+            basis.add(speed.basis)
+            if seconds is not None:
+                seconds += config.epochs * train / speed.images_per_second
     return {
         "runs": count,
         "max_runs": settings.max_sweep_runs,
@@ -182,23 +175,8 @@ def estimate_sweep(body: SweepRequest, session: SessionDep, settings: SettingsDe
     }
 
 
-def _throughput(session, dataset: str, width: int) -> tuple[float, str]:
-    """Mean training img/s of the latest 20 runs of this dataset and width, else a guess."""
-    recent = (
-        select(Run.id)
-        .where(Run.dataset == dataset, Run.epochs_done > 0)
-        .where(Run.config["width"].as_integer() == width)
-        .order_by(Run.id.desc())
-        .limit(20)
-    )
-    measured = session.scalar(
-        select(func.avg(Metric.images_per_second)).where(
-            Metric.run_id.in_(recent.scalar_subquery())
-        )
-    )
-    if measured:
-        return float(measured), f"measured: recent {dataset} runs at width {width}"
-    return DEFAULT_IMAGES_PER_SECOND * (64 / width) ** 2, "assumed 20,000 img/s at width 64"
+# No speed is assumed: a GPU figure is 30x off on a CPU-only host.
+NOT_MEASURED = "no run at width {width} timed yet: the first epoch of any run gives the speed"
 
 
 @router.get("/sweeps", response_model=SweepPage)
@@ -223,8 +201,23 @@ def list_sweeps(
         run = dict(zip(PROGRESS_COLUMNS, row))
         run["status"] = RunStatus(run["status"]).value
         facts[run["sweep_id"]].append(run)
+    # The best cell needs the factor values, of succeeded runs only: one more query.
+    finished: dict[int, list[dict[str, Any]]] = {sweep.id: [] for sweep in sweeps}
+    rows = session.execute(
+        select(Run.sweep_id, Run.config, Run.final_test_acc).where(
+            Run.sweep_id.in_(list(facts)), Run.status == RunStatus.succeeded.value
+        )
+    )
+    for sweep_id, config, acc in rows:
+        finished[sweep_id].append(
+            {"config": config, "final_test_acc": acc, "status": RunStatus.succeeded.value}
+        )
     items = [
-        {**_sweep_head(sweep, [r["id"] for r in facts[sweep.id]]), **progress(facts[sweep.id])}
+        {
+            **_sweep_head(sweep, [r["id"] for r in facts[sweep.id]]),
+            **progress(facts[sweep.id]),
+            "best": best_cell(finished[sweep.id], list(sweep.grid)),
+        }
         for sweep in sweeps
     ]
     return fast_json({"items": items, "total": total, "limit": limit, "offset": offset})
@@ -291,6 +284,27 @@ def get_sweep(
         chosen = REPORT_BASELINE
     summary = summarize([_run_facts(r) for r in runs], factors, chosen)
     return fast_json({**_sweep_head(sweep, [r.id for r in runs]), **summary})
+
+
+@router.get("/sweeps/{sweep_id}/cells", response_model=CellsOut, responses=NOT_FOUND)
+def sweep_cells(
+    sweep: SweepDep,
+    session: SessionDep,
+    by: Annotated[str, Query(max_length=500, examples=["lr_ratio,activation"])] = "",
+):
+    """Cell statistics over some of the sweep's factors only, pooling the others (and seeds):
+    what a heatmap of two factors shows. `by` is a comma-separated list of factors."""
+    factors = list(sweep.grid)
+    chosen = [f for f in by.split(",") if f]
+    unknown = [f for f in chosen if f not in factors]
+    if unknown:
+        raise _validation_error(
+            [{"loc": ["query", "by"], "msg": f"{unknown[0][:100]!r} is not a factor of this sweep",
+              "type": "value_error"}]
+        )  # fmt: skip
+    runs = [_run_facts(r) for r in _sweep_runs(session, sweep.id)]
+    summary = summarize(runs, chosen, None)
+    return fast_json({"by": chosen, "cells": summary["cells"]})
 
 
 def _selected(session, sweep_id: int, body: RunIds | None, statuses) -> list[int]:

@@ -200,19 +200,145 @@ def test_cross_site_post_is_refused(api):
     assert count_runs() == 0
 
 
-def test_estimate_uses_measured_throughput_of_the_same_model_once_there_is_some(api):
+def test_estimate_assumes_no_speed_and_uses_the_speed_measured_for_the_same_width(api):
     body = {"base": {**TINY, "epochs": 10}, "grid": {"activation": ["relu", "tanh"]}}
     guess = api.post("/api/sweeps/estimate", json=body).json()
     assert guess["runs"] == 2 and guess["epochs"] == 20
     assert guess["images"] == 2 * 10 * (TINY["train_limit"] + TINY["test_limit"])
-    assert guess["basis"] == ["assumed 20,000 img/s at width 64"]
+    assert guess["estimated_gpu_seconds"] is None  # nothing timed yet: no made-up figure
+    assert "no run at width 4 timed yet" in guess["basis"][0]
     assert count_runs() == 0
 
     run_id = api.post("/api/runs", json=TINY).json()["id"]
-    record_epochs(run_id, epoch_row(1, 0.5))  # 100 img/s
+    record_epochs(run_id, epoch_row(1, 0.5))  # 2 s per epoch
     measured = api.post("/api/sweeps/estimate", json=body).json()
-    assert measured["basis"] == ["measured: recent digits runs at width 4"]
-    assert measured["estimated_gpu_seconds"] == pytest.approx(measured["images"] / 100.0)
+    assert measured["basis"] == ["measured: 1 recent run at width 4"]
+    # 256 training images per 2-second epoch (training and test pass) = 128 img/s
+    assert measured["estimated_gpu_seconds"] == pytest.approx(20 * TINY["train_limit"] / 128)
+
+    wider = {**body, "base": {**body["base"], "width": 8}}
+    scaled = api.post("/api/sweeps/estimate", json=wider).json()
+    assert "scaled to width 8" in scaled["basis"][0]
+    assert scaled["estimated_gpu_seconds"] == pytest.approx(4 * measured["estimated_gpu_seconds"])
+
+
+def test_first_epoch_eta_comes_from_the_measured_speed_of_the_same_width(api):
+    timed = api.post("/api/runs", json=TINY).json()["id"]
+    record_epochs(timed, epoch_row(1, 0.5))
+    fresh = api.post("/api/runs", json=TINY).json()["id"]
+    with new_session() as session:
+        lifecycle.claim(session, fresh, "w", heartbeat_timeout=30)
+    run = api.get(f"/api/runs/{fresh}").json()
+    assert run["status"] == "running" and run["epochs_done"] == 0
+    assert run["eta_seconds"] == pytest.approx(TINY["epochs"] * TINY["train_limit"] / 128)
+    listed = {r["id"]: r for r in api.get("/api/runs").json()["items"]}
+    assert listed[fresh]["eta_seconds"] == pytest.approx(run["eta_seconds"])
+    assert listed[timed]["images_per_second"] == pytest.approx(100.0)
+
+
+def test_name_tags_and_note_are_patched_searched_filtered_and_exported(api):
+    a = api.post("/api/runs", json={**TINY, "activation": "tanh"}).json()["id"]
+    b = api.post("/api/runs", json=TINY).json()["id"]
+    tags = ["Baseline", "cpu_only", "baseline"]
+    edit = {"name": "  first try ", "tags": tags, "note": "lr ok"}
+    response = api.patch(f"/api/runs/{a}", json=edit)
+    assert response.status_code == 200, response.text
+    run = response.json()
+    assert run["name"] == "first try" and run["note"] == "lr ok"
+    assert run["tags"] == ["baseline", "cpu_only"]  # lower-cased, once each
+    # only the keys sent change; null clears
+    run = api.patch(f"/api/runs/{a}", json={"note": None}).json()
+    assert run["name"] == "first try" and run["tags"] == ["baseline", "cpu_only"]
+    assert run["note"] is None
+    assert api.get(f"/api/runs/{b}").json()["tags"] == []
+
+    ids = lambda **params: [r["id"] for r in api.get("/api/runs", params=params).json()["items"]]  # noqa: E731
+    assert ids(tag="baseline") == [a]
+    assert ids(tag="cpu_only") == [a]
+    assert ids(tag="cpu") == []  # whole tags only, and "_" is no wildcard
+    assert ids(tag="cpu%") == []
+    assert ids(q="first") == [a]
+    assert ids(q="TANH") == [a]  # config values, any case
+    assert ids(q="digits") == [b, a]
+    assert ids(q=f"#{b}") == [b]
+    assert ids(q="first relu") == []  # every word must match
+    assert ids(q="width=4 activation=tanh") == [a]
+    assert ids(q="lr=0.1") == [b, a]
+
+    csv_text = api.get("/api/runs.csv").text.splitlines()
+    header = csv_text[0].split(",")
+    assert header[:4] == ["run_id", "sweep_id", "name", "tags"] and header[-1] == "note"
+    row = next(line for line in csv_text[1:] if line.startswith(f"{a},"))
+    assert ",first try,baseline cpu_only," in row
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({"name": "x" * 201}, "name"),
+        ({"tags": ["has space"]}, "tags"),
+        ({"tags": ["<b>"]}, "tags"),
+        ({"tags": ["x" * 41]}, "tags"),
+        ({"tags": [f"t{i}" for i in range(21)]}, "tags"),
+        ({"tags": "baseline"}, "tags"),
+        ({"note": 5}, "note"),
+        ({"status": "succeeded"}, "status"),
+    ],
+)
+def test_bad_run_edits_are_422_naming_the_field_and_change_nothing(api, body, field):
+    run_id = api.post("/api/runs", json=TINY).json()["id"]
+    response = api.patch(f"/api/runs/{run_id}", json=body)
+    assert response.status_code == 422, response.text
+    assert any(field in map(str, err["loc"]) for err in response.json()["detail"]), response.text
+    run = api.get(f"/api/runs/{run_id}").json()
+    assert run["name"] is None and run["tags"] == [] and run["status"] == "queued"
+
+
+def test_epochs_download_as_csv(api):
+    run_id = api.post("/api/runs", json=TINY).json()["id"]
+    record_epochs(run_id, epoch_row(1, 0.25), epoch_row(2, 0.5))
+    response = api.get(f"/api/runs/{run_id}/metrics.csv")
+    assert response.status_code == 200 and response.headers["content-type"].startswith("text/csv")
+    lines = response.text.splitlines()
+    assert lines[0].split(",") == ["epoch", "lr", "train_loss", "train_acc", "test_loss",
+                                   "test_acc", "seconds", "images_per_second"]  # fmt: skip
+    assert [line.split(",")[0] for line in lines[1:]] == ["1", "2"]
+    assert api.get("/api/runs/999/metrics.csv").status_code == 404
+
+
+def test_datasets_say_which_are_ready_before_anything_is_submitted(api, tmp_path):
+    states = {d["dataset"]: d for d in api.get("/api/datasets").json()}
+    assert states["digits"]["state"] == "ready"
+    assert states["cifar10"]["state"] in ("ready", "download")
+    assert set(states) == {"cifar10", "fashion_mnist", "digits"}
+
+
+def test_sweep_summary_clips_intervals_names_the_best_cell_and_pools_on_request(api):
+    body = {"base": TINY, "grid": {"activation": ["relu", "tanh"], "lr_ratio": ["2:1:1", "5:4:1"]},
+            "seeds": [0, 1]}  # fmt: skip
+    sweep = api.post("/api/sweeps", json=body).json()
+    accs = {("relu", "2:1:1"): (0.99, 0.50), ("tanh", "5:4:1"): (0.97, 0.96)}
+    with new_session() as session:
+        for run in session.scalars(select(Run).where(Run.sweep_id == sweep["id"])):
+            pair = accs.get((run.config["activation"], run.config["lr_ratio"]))
+            if pair:
+                run.status, run.final_test_acc = "succeeded", pair[run.config["seed"]]
+        session.commit()
+    summary = api.get(f"/api/sweeps/{sweep['id']}").json()
+    cells = {(c["key"]["activation"], c["key"]["lr_ratio"]): c for c in summary["cells"]}
+    wide = cells[("relu", "2:1:1")]
+    assert wide["n"] == 2 and 0.0 <= wide["ci95"][0] and wide["ci95"][1] <= 1.0
+    assert summary["best"] == {"key": {"activation": "tanh", "lr_ratio": "5:4:1"},
+                               "mean": pytest.approx(0.965), "n": 2}  # fmt: skip
+    listed = api.get("/api/sweeps").json()["items"][0]
+    assert listed["best"]["key"] == {"activation": "tanh", "lr_ratio": "5:4:1"}
+
+    pooled = api.get(f"/api/sweeps/{sweep['id']}/cells", params={"by": "activation"}).json()
+    by_act = {c["key"]["activation"]: c for c in pooled["cells"]}
+    assert by_act["relu"]["n"] == 2 and by_act["relu"]["mean"] == pytest.approx(0.745)
+    assert by_act["tanh"]["n"] == 2 and len(by_act["tanh"]["run_ids"]) == 4
+    bad = api.get(f"/api/sweeps/{sweep['id']}/cells", params={"by": "width"})
+    assert bad.status_code == 422
 
 
 def test_status_vocabulary_keeps_lost_runs_followed_not_final(api):

@@ -6,6 +6,7 @@ A bare FastAPI app with only the pages router: no database, no broker, no API.
 from __future__ import annotations
 
 import json
+import posixpath
 import re
 import subprocess
 import sys
@@ -30,6 +31,8 @@ PAGES = [
     "/sweeps/2",
     "/compare",
     "/compare?run_ids=1,2,3",
+    "/docs",
+    "/redoc",
 ]
 
 
@@ -41,6 +44,7 @@ class _Links(HTMLParser):
         self.urls: list[str] = []
         self.ids: set[str] = set()
         self.scripts: list[str] = []
+        self.modules: list[str] = []
         self.inline_scripts = 0
         self._in_script: str | None = None
         self.page_data: str = ""
@@ -55,6 +59,8 @@ class _Links(HTMLParser):
         if tag == "script":
             if attrs.get("src"):
                 self.scripts.append(attrs["src"])
+                if attrs.get("type") == "module":
+                    self.modules.append(attrs["src"])
                 self._in_script = None
             else:
                 self._in_script = attrs.get("type") or "text/javascript"
@@ -78,7 +84,7 @@ def parse(html: str) -> _Links:
 
 @pytest.fixture(scope="module")
 def client() -> TestClient:
-    app = FastAPI()
+    app = FastAPI(docs_url=None, redoc_url=None)  # as app.main: /docs is ours
     app.include_router(pages.router)
     app.include_router(auth.router)  # GET /login renders the form without the database
     app.dependency_overrides[get_settings] = lambda: Settings(api_token="secret")
@@ -91,7 +97,7 @@ def test_page_renders_with_nav(client, path):
     assert response.status_code == 200, response.text
     assert response.headers["content-type"].startswith("text/html")
     links = parse(response.text)
-    for href in ("/", "/runs/new", "/sweeps/new", "/sweeps", "/compare"):
+    for href in ("/", "/runs/new", "/sweeps/new", "/sweeps", "/compare", "/docs"):
         assert href in links.urls, f"nav link {href} missing on {path}"
     json.loads(links.page_data)  # the data handed to the page's scripts is valid JSON
 
@@ -110,7 +116,7 @@ def test_page_loads_nothing_from_other_hosts(client, path):
 def test_every_script_and_stylesheet_of_a_page_is_served(client, path):
     links = parse(client.get(path).text)
     assets = [u for u in links.urls if u.startswith("/static/")]
-    assert "/static/js/common.js" in assets
+    assert "/static/css/app.css" in assets
     for url in assets:
         response = client.get(url)
         assert response.status_code == 200, url
@@ -121,11 +127,79 @@ def test_every_script_and_stylesheet_of_a_page_is_served(client, path):
 
 
 @pytest.mark.parametrize("path", ["/runs/7", "/sweeps/2", "/compare?run_ids=1,2"])
-def test_chart_pages_load_plotly_from_the_app_then_the_shared_chart_functions(client, path):
-    scripts = parse(client.get(path).text).scripts
-    plotly_js = [s for s in scripts if s.startswith("/static/vendor/plotly.min.js")]
-    assert plotly_js, scripts
-    assert scripts.index(plotly_js[0]) < scripts.index("/static/js/charts.js")
+def test_chart_pages_load_plotly_from_the_app_before_their_modules(client, path):
+    links = parse(client.get(path).text)
+    plotly_js = [s for s in links.scripts if s.startswith("/static/vendor/plotly.min.js")]
+    assert plotly_js, links.scripts
+    assert links.modules, "the page's own code is an ES module"
+    assert links.scripts.index(plotly_js[0]) == 0
+
+
+@pytest.mark.parametrize("path", [p for p in PAGES if not p.startswith("/login")])
+def test_page_code_is_es_modules_whose_imports_all_resolve(client, path):
+    links = parse(client.get(path).text)
+    assert links.modules, path
+    for module in links.modules:
+        for url in module_graph(client, module):
+            response = client.get(url)
+            assert response.status_code == 200, url
+            assert response.headers["content-type"].startswith("text/javascript"), url
+
+
+IMPORT = re.compile(r"""^\s*(?:import|export)\s[^'"]*?from\s*["']([^"']+)["']""", re.M)
+NAMED = re.compile(r"""^\s*import\s*\{([^}]*)\}\s*from\s*["']([^"']+)["']""", re.M)
+EXPORT = re.compile(r"export\s+(?:async\s+)?(?:function|const|let|class)\s+(\w+)")
+
+
+def module_graph(client, entry: str) -> list[str]:
+    """Every module reachable from `entry` by static imports (URLs)."""
+    seen, todo = [], [entry]
+    while todo:
+        url = todo.pop()
+        if url in seen:
+            continue
+        seen.append(url)
+        text = client.get(url).text
+        todo.extend(posixpath.normpath(posixpath.join(posixpath.dirname(url), rel))
+                    for rel in IMPORT.findall(text))  # fmt: skip
+    return seen
+
+
+def test_every_named_import_is_exported_by_its_module(client):
+    for path in (pages.STATIC_DIR / "js").rglob("*.js"):
+        text = path.read_text()
+        for names, rel in NAMED.findall(text):
+            target = (path.parent / rel).resolve()
+            assert target.is_file(), f"{path.name} imports missing {rel}"
+            target_text = target.read_text()
+            exported = set(EXPORT.findall(target_text))
+            for group in re.findall(r"export\s*\{([^}]*)\}", target_text):
+                exported |= {n.strip() for n in group.split(",") if n.strip()}
+            for name in names.split(","):
+                name = name.strip().split(" as ")[0].strip()
+                assert not name or name in exported, f"{path.name}: {name} not exported by {rel}"
+
+
+def test_no_module_keeps_its_own_copy_of_the_status_sets():
+    for path in (pages.STATIC_DIR / "js").rglob("*.js"):
+        text = path.read_text()
+        assert not re.search(r"new Set\(\[\s*\"(queued|running|succeeded)", text), path.name
+
+
+@pytest.mark.parametrize(
+    ("path", "vendor"),
+    [
+        ("/docs", "swagger-ui-bundle.js"),
+        ("/docs", "swagger-ui.css"),
+        ("/redoc", "redoc.standalone.js"),
+    ],
+)
+def test_api_docs_pages_load_their_files_from_the_app(client, path, vendor):
+    links = parse(client.get(path).text)
+    url = next(u for u in links.urls if u.startswith(f"/static/vendor/{vendor}"))
+    response = client.get(url)
+    assert response.status_code == 200 and len(response.content) > 100_000
+    assert links.inline_scripts == 0
 
 
 def test_plotly_js_is_the_installed_packages_file_with_a_js_content_type(client):

@@ -1,0 +1,379 @@
+/* The dashboard's figures: one function per kind, shared by every page that shows it.
+ *
+ *   curves(div, series, opts)      lines over epochs (accuracy, loss, lr), with optional
+ *                                  step shape, dashed planned parts and ± std bands
+ *   extend(div, points)            add points to curves without redrawing
+ *   heatmap(div, spec)             a matrix of values with text in every cell
+ *   confusion(div, classes, m)     a confusion matrix (counts, row-normalised colour)
+ *   bars(div, spec)                bars from 0 with error bars and labels clear of them
+ *   parcoords(div, spec)           parallel coordinates of factors vs accuracy
+ *
+ * Plotly.js is a classic script served by the app (/static/vendor/plotly.min.js), loaded
+ * before the page's modules; it is never fetched from a CDN.
+ */
+
+const Plotly = window.Plotly;
+
+export const PALETTE = [
+  "#1f5fbf", "#d1431f", "#1a8a4a", "#8a3fc2", "#c27c0e",
+  "#0f8c96", "#c2306f", "#5a6476", "#7d9a12", "#3b3bb5",
+];
+
+const CONFIG = {
+  responsive: true,
+  displaylogo: false,
+  showSendToCloud: false,
+  showLink: false,
+  modeBarButtonsToRemove: ["select2d", "lasso2d", "autoScale2d", "toggleSpikelines"],
+};
+
+/** "#1f5fbf" -> "rgba(31,95,191,a)" (band fills). */
+export function rgba(hex, alpha) {
+  const n = parseInt(hex.slice(1), 16);
+  return `rgba(${(n >> 16) & 255},${(n >> 8) & 255},${n & 255},${alpha})`;
+}
+
+function baseLayout(opts = {}) {
+  const narrow = window.innerWidth < 700;
+  return {
+    title: opts.title ? { text: opts.title, font: { size: 14 }, x: 0, xanchor: "left", xref: "paper" } : undefined,
+    font: {
+      family: 'system-ui, -apple-system, "Segoe UI", Roboto, Arial, sans-serif',
+      size: 12,
+      color: "#1c2230",
+    },
+    paper_bgcolor: "#ffffff",
+    plot_bgcolor: "#ffffff",
+    margin: { l: narrow ? 52 : 64, r: 16, t: opts.title ? 40 : 24, b: narrow ? 84 : 56 },
+    hovermode: opts.hovermode || "closest",
+    showlegend: opts.showlegend !== false,
+    legend: { orientation: "h", x: 0, y: -0.22, yanchor: "top", font: { size: 11 } },
+  };
+}
+
+function axis(title, extra = {}) {
+  return {
+    title: { text: title, standoff: 8 },
+    gridcolor: "#e5e8ee",
+    zerolinecolor: "#c9ced8",
+    linecolor: "#9aa3b2",
+    ticks: "outside",
+    automargin: true,
+    ...extra,
+  };
+}
+
+function plot(div, data, layout, config = CONFIG) {
+  // Plotly's "responsive" follows the window only; a panel that narrows because another was
+  // added beside it (grid panels appear as runs finish) must redraw at its new width.
+  if (!div._rlObserved) {
+    div._rlObserved = true;
+    new ResizeObserver(() => {
+      if (div.data && div.offsetWidth) Plotly.Plots.resize(div);
+    }).observe(div);
+  }
+  return Plotly.react(div, data, layout, config);
+}
+
+const plain = (text) => String(text).replace(/[<>&]/g, "");
+
+/**
+ * Lines over epochs.
+ * series: [{name, x, y, color, dash, group, width, mode, shape ("hv" = steps), opacity,
+ *           showlegend, lo, hi (a band: drawn as a filled area between lo and hi)}]
+ * opts: {title, xtitle, ytitle, percent (y are fractions, shown as %), logY, xmax,
+ *        showlegend, hovermode}
+ */
+export function curves(div, series, opts = {}) {
+  const scale = opts.percent ? 100 : 1;
+  const scaled = (ys) => ys.map((v) => (v === null || v === undefined ? null : v * scale));
+  const fmt = opts.percent ? "%{y:.2f}%" : "%{y:.4g}";
+  const data = [];
+  series.forEach((s, i) => {
+    const color = s.color || PALETTE[i % PALETTE.length];
+    if (s.lo && s.hi) {
+      // A band is two traces: its lower edge (no line), then its upper edge filled down to it.
+      const edge = { type: "scatter", mode: "lines", x: s.x.slice(), legendgroup: s.group, hoverinfo: "skip", line: { width: 0, color } };
+      data.push({ ...edge, name: `${s.name} lower`, y: scaled(s.lo), showlegend: false });
+      data.push({ ...edge, name: s.name, y: scaled(s.hi), fill: "tonexty", fillcolor: rgba(color, 0.18), showlegend: false });
+      return;
+    }
+    data.push({
+      type: "scatter",
+      mode: s.mode || (s.x.length > 60 ? "lines" : "lines+markers"),
+      name: s.name,
+      legendgroup: s.group,
+      showlegend: s.showlegend,
+      x: s.x.slice(),
+      y: scaled(s.y),
+      opacity: s.opacity,
+      line: { color, width: s.width || 2, dash: s.dash || "solid", shape: s.shape || "linear" },
+      marker: { size: 5 },
+      customdata: s.customdata,
+      hovertemplate: `${plain(s.name)}<br>epoch %{x}<br>${fmt}<extra></extra>`,
+    });
+  });
+  const layout = baseLayout(opts);
+  const lines = data.filter((t) => !t.fill && t.hoverinfo !== "skip");
+  const empty = !lines.some((t) => t.x.length);
+  const lastX = Math.max(opts.xmax || 0, ...data.map((t) => (t.x.length ? t.x[t.x.length - 1] : 0)));
+  layout.xaxis = axis(opts.xtitle || "epoch", {
+    tickformat: "d",
+    // few epochs: one tick each (no "2, 2, 3, 3" from rounded half-epochs)
+    dtick: lastX <= 12 ? 1 : undefined,
+    // the whole training horizon from the first epoch on, so curves grow into it
+    range: opts.xmax ? [0.5, opts.xmax + 0.5] : empty ? [0.5, 10.5] : undefined,
+    autorange: opts.xmax || empty ? false : true,
+  });
+  layout.yaxis = axis(opts.ytitle || "", {
+    type: opts.logY ? "log" : "linear",
+    ticksuffix: opts.percent ? "%" : "",
+    exponentformat: "power",
+    // no data yet: a sensible empty frame instead of Plotly's -1..4
+    range: empty ? (opts.logY ? [-4, 0] : opts.percent ? [0, 100] : [0, 3]) : undefined,
+    autorange: !empty,
+  });
+  div._rlScale = scale;
+  div._rlEmpty = empty;
+  return plot(div, data, layout);
+}
+
+/**
+ * Append points to existing curves without redrawing them.
+ * points: [{trace: index, x: epoch, y: value}] (values as in curves(); scaled the same).
+ */
+export function extend(div, points) {
+  if (!points.length || !div.data) return Promise.resolve();
+  const scale = div._rlScale || 1;
+  const byTrace = new Map();
+  for (const p of points) {
+    if (!byTrace.has(p.trace)) byTrace.set(p.trace, { x: [], y: [] });
+    byTrace.get(p.trace).x.push(p.x);
+    byTrace.get(p.trace).y.push(p.y === null || p.y === undefined ? null : p.y * scale);
+  }
+  const indices = [...byTrace.keys()];
+  if (div._rlEmpty) {
+    // the first points: let the y axis fit them from now on
+    div._rlEmpty = false;
+    Plotly.relayout(div, { "yaxis.autorange": true });
+  }
+  return Plotly.extendTraces(
+    div,
+    { x: indices.map((i) => byTrace.get(i).x), y: indices.map((i) => byTrace.get(i).y) },
+    indices,
+  );
+}
+
+/**
+ * A heatmap with text in every cell.
+ * spec: {x: [labels], y: [labels], z: [[value|null]], text: [[string]], title, xtitle, ytitle,
+ *        zmin, zmax, colorbar (title), percent (z are fractions), hover: [[string]],
+ *        empty: [{x, y, text, color}] (cells without a value say why), textSize}
+ */
+export function heatmap(div, spec) {
+  const scale = spec.percent ? 100 : 1;
+  const z = spec.z.map((row) => row.map((v) => (v === null || v === undefined ? null : v * scale)));
+  // numeric axes with the labels as tick text: cells keep their place even when no cell
+  // has a value yet, and a click gives the indices back
+  const xi = spec.x.map((_, i) => i);
+  const yi = spec.y.map((_, i) => i);
+  const data = [
+    {
+      type: "heatmap",
+      x: xi,
+      y: yi,
+      z,
+      text: spec.text,
+      texttemplate: "%{text}",
+      textfont: { size: spec.textSize || 12 },
+      customdata: spec.hover,
+      hovertemplate: spec.hover ? "%{customdata}<extra></extra>" : "%{z:.2f}<extra></extra>",
+      colorscale: "Viridis",
+      zmin: spec.zmin === undefined ? undefined : spec.zmin * scale,
+      zmax: spec.zmax === undefined ? undefined : spec.zmax * scale,
+      xgap: 2,
+      ygap: 2,
+      hoverongaps: false,
+      colorbar: {
+        title: { text: spec.colorbar || "", side: "right" },
+        ticksuffix: spec.percent ? "%" : "",
+        thickness: 12,
+        // below the toolbar, which Plotly draws over the top right corner
+        len: 0.8,
+        y: 0,
+        yanchor: "bottom",
+      },
+    },
+  ];
+  const layout = baseLayout({ title: spec.title, showlegend: false });
+  const cat = (title, labels, idx, extra) =>
+    axis(title, { tickvals: idx, ticktext: labels, ticks: "", showgrid: false, zeroline: false, ...extra });
+  layout.xaxis = cat(spec.xtitle || "", spec.x, xi, { range: [-0.5, spec.x.length - 0.5] });
+  layout.yaxis = cat(spec.ytitle || "", spec.y, yi, { range: [spec.y.length - 0.5, -0.5] });
+  layout.margin.b = 56;
+  layout.margin.t = 44; // room for the toolbar above the cells
+  layout.plot_bgcolor = "#eef0f4";
+  layout.annotations = (spec.empty || []).map((e) => ({
+    x: e.x,
+    y: e.y,
+    text: e.text,
+    showarrow: false,
+    font: { color: e.color || "#3a4457", size: 11 },
+  }));
+  return plot(div, data, layout);
+}
+
+/** Confusion matrix: rows = true class, columns = predicted; colour = row share. */
+export function confusion(div, classes, matrix) {
+  const text = matrix.map((row) => row.map((v) => String(v)));
+  const z = matrix.map((row) => {
+    const total = row.reduce((a, b) => a + b, 0) || 1;
+    return row.map((v) => (100 * v) / total);
+  });
+  const hover = matrix.map((row, i) =>
+    row.map((v, j) => `true ${classes[i]}, predicted ${classes[j]}: ${v} (${z[i][j].toFixed(1)}% of row)`),
+  );
+  const data = [
+    {
+      type: "heatmap",
+      x: classes,
+      y: classes,
+      z,
+      text,
+      texttemplate: classes.length <= 12 ? "%{text}" : "",
+      customdata: hover,
+      hovertemplate: "%{customdata}<extra></extra>",
+      // light (few) to dark (many); Plotly's own "Blues" runs the other way
+      colorscale: [
+        [0, "#f4f8fd"],
+        [0.25, "#c6dbef"],
+        [0.5, "#6baed6"],
+        [0.75, "#2171b5"],
+        [1, "#08306b"],
+      ],
+      zmin: 0,
+      zmax: 100,
+      xgap: 1,
+      ygap: 1,
+      colorbar: { title: { text: "% of true class", side: "right" }, ticksuffix: "%", thickness: 12, len: 0.8, y: 0, yanchor: "bottom" },
+    },
+  ];
+  const layout = baseLayout({ showlegend: false });
+  const long = Math.max(...classes.map((c) => String(c).length)) > 3;
+  layout.xaxis = axis("predicted class", { type: "category", ticks: "", showgrid: false, tickangle: long ? -40 : 0 });
+  layout.yaxis = axis("true class", { type: "category", ticks: "", showgrid: false, autorange: "reversed" });
+  layout.margin.b = 70;
+  layout.margin.t = 40;
+  return plot(div, data, layout);
+}
+
+/**
+ * Bars from 0, optionally with error bars; each label sits above its error bar, never on it.
+ * spec: {x: [labels], y: [values], error: [values]|null, percent, ytitle, xtitle, title,
+ *        text: [strings], color, max (top of the axis, as a fraction if percent)}
+ */
+export function bars(div, spec) {
+  const scale = spec.percent ? 100 : 1;
+  const y = spec.y.map((v) => (v === null || v === undefined ? null : v * scale));
+  const err = (spec.error || spec.y.map(() => 0)).map((v) => (v || 0) * scale);
+  const text = spec.text || y.map((v) => (v === null ? "" : spec.percent ? `${v.toFixed(1)}%` : String(v)));
+  const data = [
+    {
+      type: "bar",
+      x: spec.x,
+      y,
+      marker: { color: spec.color || PALETTE[0] },
+      error_y: spec.error ? { type: "data", array: err, visible: true, color: "#1c2230", thickness: 1.5, width: 6 } : undefined,
+      hovertemplate: spec.percent ? "%{x}: %{y:.2f}%<extra></extra>" : "%{x}: %{y}<extra></extra>",
+    },
+  ];
+  const layout = baseLayout({ title: spec.title, showlegend: false });
+  const long = spec.x.length > 6 && Math.max(...spec.x.map((c) => String(c).length)) > 3;
+  // the categories' own order and range, set: a redraw with more categories (live updates)
+  // must not keep the range of the last one
+  layout.xaxis = axis(spec.xtitle || "", {
+    type: "category",
+    tickangle: long ? -40 : 0,
+    categoryorder: "array",
+    categoryarray: spec.x,
+    range: [-0.5, spec.x.length - 0.5],
+    autorange: false,
+  });
+  const tops = y.map((v, i) => (v === null ? 0 : v + err[i]));
+  const top = spec.max !== undefined ? spec.max * scale : Math.max(...tops, 0) * 1.15 || 1;
+  layout.yaxis = axis(spec.ytitle || "", {
+    ticksuffix: spec.percent ? "%" : "",
+    // bars start at 0 so their lengths compare; headroom for the labels
+    range: [0, Math.max(top, Math.max(...tops) * 1.15)],
+  });
+  layout.annotations = spec.x.map((_, i) => ({
+    x: i, // a category's index: annotations place by position on a category axis
+    y: tops[i],
+    text: plain(text[i] || ""),
+    showarrow: false,
+    yanchor: "bottom",
+    yshift: 3,
+    font: { size: 11 },
+  }));
+  layout.margin.b = 56;
+  layout.margin.t = spec.title ? 44 : 24;
+  return plot(div, data, layout);
+}
+
+/**
+ * Parallel coordinates. spec: {dimensions: [{label, values, ticktext?, tickvals?, range?}],
+ * color: [values] (the last dimension is usually final accuracy), colorTitle}
+ */
+export function parcoords(div, spec) {
+  const narrow = div.clientWidth < 600;
+  const data = [
+    {
+      type: "parcoords",
+      line: {
+        color: spec.color,
+        colorscale: "Viridis",
+        showscale: !narrow, // the last axis is the same accuracy; phones need the room
+        colorbar: { title: { text: spec.colorTitle || "", side: "right" }, thickness: 12, len: 0.8, y: 0, yanchor: "bottom" },
+      },
+      dimensions: spec.dimensions,
+      labelfont: { size: 12 },
+      tickfont: { size: 11 },
+    },
+  ];
+  const layout = baseLayout({ title: spec.title, showlegend: false });
+  layout.margin = narrow ? { l: 45, r: 70, t: 60, b: 30 } : { l: 70, r: 90, t: 60, b: 30 };
+  return plot(div, data, layout);
+}
+
+/**
+ * The dimensions of a parallel-coordinates plot for config fields of runs: numbers stay
+ * numbers, except fields with few distinct values (seeds, widths), which become discrete
+ * ticks like text fields do, so "seed 0, 1, 2" never reads "0.5".
+ */
+export function factorDimensions(fields, configs, labelOf, valueLabel) {
+  return fields.map((f) => {
+    const vals = configs.map((c) => c[f]);
+    const distinct = [...new Set(vals.map((v) => JSON.stringify(v)))];
+    if (vals.every((v) => typeof v === "number") && distinct.length > 6) return { label: labelOf(f), values: vals };
+    const cats = distinct
+      .map((c) => JSON.parse(c))
+      .sort((a, b) => (typeof a === "number" && typeof b === "number" ? a - b : String(a).localeCompare(String(b))))
+      .map((v) => JSON.stringify(v));
+    return {
+      label: labelOf(f),
+      values: vals.map((v) => cats.indexOf(JSON.stringify(v))),
+      tickvals: cats.map((_, i) => i),
+      ticktext: cats.map((c) => valueLabel(f, JSON.parse(c))),
+      range: [-0.25, cats.length - 0.75],
+    };
+  });
+}
+
+export function purge(div) {
+  Plotly.purge(div);
+}
+
+/** Count the points of every trace of a graph div (used by the browser test too). */
+export function pointCount(div) {
+  return (div.data || []).reduce((n, t) => n + ((t.x && t.x.length) || 0), 0);
+}
