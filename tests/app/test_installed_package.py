@@ -19,7 +19,6 @@ from pathlib import Path
 
 import httpx
 import pytest
-from setuptools import find_namespace_packages
 
 from tests.conftest import ROOT, TINY, free_port, wait_for
 
@@ -85,8 +84,12 @@ def _clean_env(home: Path) -> dict[str, str]:
 def test_wheel_carries_every_package_template_and_static_file(wheel):
     names = set(zipfile.ZipFile(wheel).namelist())
     packages = {str(Path(n).parent).replace("/", ".") for n in names if "dist-info" not in n}
-    expected = set(find_namespace_packages(str(ROOT), include=["app*", "trainer*", "worker*"]))
-    expected = {p for p in expected if "__pycache__" not in p} | {"app.templates"}
+    # Every Python package (static and data folders are checked file by file below).
+    expected = {
+        str(init.parent.relative_to(ROOT)).replace("/", ".")
+        for top in ("app", "trainer", "worker")
+        for init in (ROOT / top).rglob("__init__.py")
+    } | {"app.templates"}
     assert expected <= packages, f"missing from the wheel: {expected - packages}"
     for folder, inside in DATA_FOLDERS.items():
         files = [
@@ -159,13 +162,13 @@ def test_installed_serve_answers_every_page(served):
     sweep = served.post("/api/sweeps", json={"base": TINY, "grid": {"width": [2, 4]}})
     assert run.status_code == sweep.status_code == 201, (run.text, sweep.text)
     pages = {
-        "/": "/static/js/runs.js",
-        "/runs/new": "/static/js/run_new.js",
-        f"/runs/{run.json()['id']}": "/static/js/run.js",
-        "/sweeps": "/static/js/sweeps.js",
-        "/sweeps/new": "/static/js/sweep_new.js",
-        f"/sweeps/{sweep.json()['id']}": "/static/js/sweep.js",
-        "/compare": "/static/js/compare.js",
+        "/": "/static/js/pages/runs.js",
+        "/runs/new": "/static/js/pages/run_new.js",
+        f"/runs/{run.json()['id']}": "/static/js/pages/run.js",
+        "/sweeps": "/static/js/pages/sweeps.js",
+        "/sweeps/new": "/static/js/pages/sweep_new.js",
+        f"/sweeps/{sweep.json()['id']}": "/static/js/sweep/main.js",
+        "/compare": "/static/js/pages/compare.js",
         "/login": "<h1>Log in</h1>",
     }
     for path, marker in pages.items():
@@ -175,5 +178,5 @@ def test_installed_serve_answers_every_page(served):
         html = response.text
         assert html.lstrip().lower().startswith("<!doctype html>"), path
         assert 'href="/sweeps/new"' in html and marker in html, path
-    for asset in ("/static/js/common.js", "/static/css/app.css", "/static/vendor/plotly.min.js"):
+    for asset in ("/static/js/lib/api.js", "/static/css/app.css", "/static/vendor/plotly.min.js"):
         assert served.get(asset).status_code == 200, asset
