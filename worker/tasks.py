@@ -117,7 +117,11 @@ def run_one(run_id: int) -> str:
 
     try:
         from trainer.loop import train  # torch loads here, in the worker only
+        from trainer.precision import describe_environment, select_runtime
 
+        with new_session() as session:  # the run page shows what it trains on from the start
+            environment = describe_environment(select_runtime(config))
+            lifecycle.set_environment(session, run_id, environment, owner)
         result = train(
             config,
             on_epoch=on_epoch,

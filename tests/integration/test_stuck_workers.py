@@ -58,6 +58,7 @@ def test_a_stalled_run_fails_with_the_stall_message_and_a_new_worker_takes_the_n
         f"the run to show as stalled ({service.logs()})",
     )
     assert shown["status"] == "running" and shown["batches_done"] == 3
+    assert shown["environment"]["device"] == "cpu"  # filled in when training starts
 
     run = service.wait_status(stuck, {"failed"}, timeout=120)
     assert run["error"].startswith("stalled: no batch finished in"), run["error"]

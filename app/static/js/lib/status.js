@@ -24,7 +24,13 @@ export const FINAL = new Set(sets.final);
 export const CHANGING = new Set(sets.changing);
 export const RETRYABLE = new Set(sets.retryable);
 
-export function badge(status) {
+/* A status badge; a running run with no finished batch for a while (the server's
+ * stalled_seconds) shows as stalled, before the worker gives it up as failed. */
+export function badge(status, stalledSeconds = null) {
+  if (status === "running" && stalledSeconds != null) {
+    const title = `no batch finished for ${Math.round(stalledSeconds)} s`;
+    return el("span", { class: "badge st-stalled", text: "stalled", title });
+  }
   return el("span", { class: `badge st-${status}`, text: status });
 }
 

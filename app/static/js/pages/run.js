@@ -145,7 +145,7 @@ async function catchUp() {
 
 function render() {
   const c = run.config || {};
-  clear(byId("run-status")).append(badge(run.status));
+  clear(byId("run-status")).append(badge(run.status, run.stalled_seconds));
   const factors = clear(byId("run-factors"));
   factors.append(factorLine(c));
   if (run.sweep_id) factors.append(" · ", el("a", { href: `/sweeps/${run.sweep_id}` }, `grid #${run.sweep_id}`));

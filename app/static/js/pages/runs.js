@@ -230,7 +230,7 @@ function cell(run, col) {
     case "name":
       return run.name ? el("a", { href: `/runs/${run.id}`, class: "run-name" }, run.name) : "";
     case "status":
-      return badge(run.status);
+      return badge(run.status, run.stalled_seconds);
     case "tags":
       return (run.tags || []).length ? el("span", { class: "tags" }, tagChips(run.tags)) : "";
     case "note":
