@@ -11,6 +11,7 @@ from sqlalchemy import (
     JSON,
     Boolean,
     DateTime,
+    Enum,
     Float,
     ForeignKey,
     Integer,
@@ -86,7 +87,19 @@ class Run(Base):
     sweep_id: Mapped[int | None] = mapped_column(
         ForeignKey("sweeps.id", ondelete="SET NULL"), index=True
     )
-    status: Mapped[RunStatus] = mapped_column(String(16), index=True, default=RunStatus.queued)
+    # An enum stored as its value in a VARCHAR (no database-specific type to migrate):
+    # reads give RunStatus members, and a write of an unknown status is refused.
+    status: Mapped[RunStatus] = mapped_column(
+        Enum(
+            RunStatus,
+            native_enum=False,
+            length=16,
+            validate_strings=True,
+            values_callable=lambda e: [m.value for m in e],
+        ),
+        index=True,
+        default=RunStatus.queued,
+    )
     config: Mapped[dict] = mapped_column(JSON)
     # The study's factors, copied out of config so that lists filter and sort on columns.
     dataset: Mapped[str] = mapped_column(String(32), index=True)
