@@ -37,6 +37,10 @@ class Settings(BaseSettings):
     # A running run whose heartbeat is fresh but that finished no batch for the larger of this
     # and 20 median batch times is failed as stalled, and its worker process replaced.
     stall_timeout: float = Field(600.0, gt=0, validation_alias=_env("STALL_TIMEOUT"))
+    # A worker writes a run's checkpoint at most this often (and after its last epoch, and
+    # when stopped between epochs): a 90 MB write after every 1-2 s GPU epoch costs more than
+    # the epoch. After a crash, the epochs since the last checkpoint are trained again.
+    checkpoint_seconds: float = Field(60.0, ge=0, validation_alias=_env("CHECKPOINT_SECONDS"))
     # `serve` and `worker` stop within this: warm shutdown first, then SIGKILL.
     stop_grace: float = Field(30.0, ge=0, validation_alias=_env("STOP_GRACE"))
     # Test only: "hang:N" or "abort:N" blocks or aborts a worker after N batches of a run's

@@ -132,6 +132,7 @@ def service_env(home: Path, broker_url: str | None, **extra: str) -> dict[str, s
         PYTHONUNBUFFERED="1",
         OMP_NUM_THREADS="1",
         STOP_GRACE="10",
+        CHECKPOINT_SECONDS="0",  # every epoch: the fault tests kill between any two
     )
     if broker_url:
         env["BROKER_URL"] = broker_url

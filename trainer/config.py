@@ -87,7 +87,10 @@ class TrainConfig(BaseModel):
     precision: Precision = Field(
         "auto", description="auto: bf16 autocast where the device supports it, else fp32."
     )
-    compile: bool = Field(False, description="Use torch.compile (CUDA only).")
+    compile: bool = Field(
+        True,
+        description="torch.compile the model on CUDA (ignored on the CPU, where it does not pay).",
+    )
     train_limit: int = Field(
         0,
         ge=0,

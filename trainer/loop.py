@@ -14,6 +14,7 @@ from __future__ import annotations
 import sys
 import time
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -33,6 +34,28 @@ from trainer.step import train_step
 EVAL_BATCH_SIZE = 1024
 
 
+@dataclass
+class _State:
+    """Everything an epoch changes, and so everything a checkpoint holds."""
+
+    model: torch.nn.Module
+    optimizer: torch.optim.Optimizer
+    shuffle_gen: torch.Generator
+    augment_gen: torch.Generator
+    history: list[EpochMetrics] = field(default_factory=list)
+    confusion: torch.Tensor | None = None
+    elapsed_before: float = 0.0
+    epoch: int = 0
+    lr: float = 0.0  # of the last finished epoch
+
+
+class _Stopped(Exception):
+    """should_stop() said yes before a batch; at_boundary: before the epoch's first one."""
+
+    def __init__(self, at_boundary: bool):
+        self.at_boundary = at_boundary
+
+
 def train(
     config: TrainConfig,
     *,
@@ -40,19 +63,23 @@ def train(
     should_stop: Callable[[], bool] | None = None,
     on_batch: Callable[[], None] | None = None,
     checkpoint_dir: str | Path | None = None,
+    checkpoint_seconds: float = 0.0,
     data_dir: str | Path | None = None,
     progress: bool = False,
 ) -> RunResult:
     """Train and test one config.
 
-    on_epoch(metrics) is called after each finished epoch, once its checkpoint is on disk
-    (so an epoch is reported at most once; after a crash between the two, the epoch is in
-    RunResult.epochs but was not passed to on_epoch). should_stop() is checked before every
-    batch and before every checkpoint write; when it returns True the run ends with
-    stopped_early=True, its checkpoint left at the last finished epoch. on_batch() is called
-    after every training batch (progress, for stall detection). If checkpoint_dir holds a
-    checkpoint of the same config, the run continues from it (a different config raises
-    checkpoint.CheckpointMismatch).
+    on_epoch(metrics) is called after each finished epoch. should_stop() is checked before
+    every batch and before every checkpoint write; when it returns True the run ends with
+    stopped_early=True, its checkpoint left at the last one written. on_batch() is called
+    after every training batch (progress, for stall detection).
+
+    If checkpoint_dir holds a checkpoint of the same config, the run continues from it (a
+    different config raises checkpoint.CheckpointMismatch). A checkpoint is written after
+    an epoch once checkpoint_seconds have passed since the last one (0: after every epoch),
+    and always after the last epoch: on a GPU where an epoch takes a second, a 90 MB write
+    per epoch would cost more than the epoch. After a crash, the epochs since the last
+    checkpoint are trained again (on the CPU with identical results).
     Raises data.DatasetUnavailable when the dataset's files are missing.
     """
     started = time.perf_counter()
@@ -70,85 +97,56 @@ def train(
             x = (x - mean) / std
         return x.contiguous(memory_format=runtime.memory_format)
 
-    torch.manual_seed(config.seed)  # weight init
-    model = build_model(config, len(data.classes)).to(
-        runtime.device, memory_format=runtime.memory_format
-    )
-    optimizer = torch.optim.SGD(
-        model.parameters(),
-        lr=config.lr,
-        momentum=config.momentum,
-        weight_decay=config.weight_decay,
-    )
-    shuffle_gen = torch.Generator().manual_seed(config.seed)
-    augment_gen = torch.Generator(device=runtime.device).manual_seed(config.seed + 1)
-
-    history: list[EpochMetrics] = []
     warnings: list[str] = []
-    confusion = torch.zeros(len(data.classes), len(data.classes), dtype=torch.int64)
-    elapsed_before = 0.0
-    start_epoch = 0
+    state = _fresh_state(config, runtime, len(data.classes))
     if checkpoint_dir is not None:
-        state = checkpoint.load(checkpoint_dir, warnings)
-        if state is not None:
-            checkpoint.check_config(state, config)
-            model.load_state_dict(state["model"])
-            optimizer.load_state_dict(state["optimizer"])
-            checkpoint.restore_rng(state["rng"], augment_gen, shuffle_gen)
-            history = [EpochMetrics(**row) for row in state["history"]]
-            confusion = state["confusion"].clone()
-            elapsed_before = float(state["elapsed_seconds"])
-            start_epoch = int(state["epoch"])
-    resumed_from = start_epoch
-
-    # Compile the forward only; the uncompiled `model` keeps plain state_dict keys.
-    forward = torch.compile(model) if runtime.compile else model
+        _restore(state, checkpoint_dir, config, warnings)
+    resumed_from = state.epoch
+    forward = _compiled(state.model, runtime, warnings)
 
     def result(stopped: bool) -> RunResult:
         return _result(
-            config, history, data.classes, confusion, runtime, warnings, stopped, resumed_from,
-            elapsed_before + time.perf_counter() - started,
+            config, state.history, data.classes, state.confusion, runtime, warnings, stopped,
+            resumed_from, state.elapsed_before + time.perf_counter() - started,
         )  # fmt: skip
 
+    def stop_asked() -> bool:
+        return should_stop is not None and should_stop()
+
     epochs_bar = tqdm(
-        total=config.epochs, initial=start_epoch, desc="epochs", unit="ep",
+        total=config.epochs, initial=state.epoch, desc="epochs", unit="ep",
         disable=not progress, file=sys.stderr, dynamic_ncols=True,
     )  # fmt: skip
+    last_saved, saved_epoch = time.monotonic(), state.epoch
+
+    def save() -> None:
+        nonlocal last_saved, saved_epoch
+        if checkpoint_dir is not None and saved_epoch != state.epoch:
+            elapsed = state.elapsed_before + time.perf_counter() - started
+            _save(state, checkpoint_dir, config, elapsed)
+            last_saved, saved_epoch = time.monotonic(), state.epoch
+
     try:
-        for epoch in range(start_epoch + 1, config.epochs + 1):
+        for epoch in range(state.epoch + 1, config.epochs + 1):
             epoch_started = time.perf_counter()
             lr = lr_at_epoch(epoch, config.epochs, config.lr_phases, config.lr)
-            set_lr(optimizer, lr)
+            set_lr(state.optimizer, lr)
 
-            # --- train one epoch ---
-            model.train()
-            order = torch.randperm(len(train_y), generator=shuffle_gen).to(runtime.device)
-            loss_sum = torch.zeros((), dtype=torch.float64, device=runtime.device)
-            correct = torch.zeros((), dtype=torch.int64, device=runtime.device)
-            batches = tqdm(
-                range(0, len(order), config.batch_size), desc=f"epoch {epoch}", unit="batch",
-                leave=False, disable=not progress, file=sys.stderr, dynamic_ncols=True,
-            )  # fmt: skip
-            for start in batches:
-                if should_stop is not None and should_stop():
-                    batches.close()
-                    return result(stopped=True)
-                idx = order[start : start + config.batch_size]
-                x = prepare(augment(train_x[idx], config, augment_gen))
-                y = train_y[idx]
-                loss, logits = train_step(forward, optimizer, runtime, x, y)
-                # Sums stay on the device: no host sync per batch.
-                loss_sum += loss * len(y)
-                correct += (logits.argmax(1) == y).sum()
-                if on_batch is not None:
-                    on_batch()
-            train_loss, train_acc = loss_sum.item() / len(order), correct.item() / len(order)
-            train_seconds = time.perf_counter() - epoch_started  # .item() synchronised
+            try:
+                train_loss, train_acc, train_seconds = _train_epoch(
+                    state, forward, runtime, config, train_x, train_y, prepare,
+                    stop_asked, on_batch, f"epoch {epoch}", progress,
+                )  # fmt: skip
+            except _Stopped as stop:
+                if stop.at_boundary:  # the model is exactly at the last finished epoch
+                    save()
+                return result(stopped=True)
 
-            # --- test ---
-            test_loss, test_acc, epoch_confusion = _evaluate(
+            test_loss, test_acc, confusion = _evaluate(
                 forward, test_x, test_y, len(data.classes), runtime, prepare
             )
+            if stop_asked():
+                return result(stopped=True)  # this epoch is neither saved nor reported
             metrics = EpochMetrics(
                 epoch=epoch,
                 lr=lr,
@@ -157,28 +155,12 @@ def train(
                 test_loss=test_loss,
                 test_acc=test_acc,
                 seconds=time.perf_counter() - epoch_started,
-                images_per_second=len(order) / train_seconds,
+                images_per_second=len(train_y) / train_seconds,
             )
-            if should_stop is not None and should_stop():
-                return result(stopped=True)  # this epoch is neither saved nor reported
-            history.append(metrics)
-            confusion = epoch_confusion
-            if checkpoint_dir is not None:
-                checkpoint.save(
-                    checkpoint_dir,
-                    {
-                        "format": checkpoint.FORMAT,
-                        "config": config.model_dump(),
-                        "epoch": epoch,
-                        "model": model.state_dict(),
-                        "optimizer": optimizer.state_dict(),
-                        "schedule": {"lr": lr, "lr_phases": list(config.lr_phases)},
-                        "rng": checkpoint.capture_rng(augment_gen, shuffle_gen),
-                        "history": [m.model_dump() for m in history],
-                        "confusion": confusion,
-                        "elapsed_seconds": elapsed_before + time.perf_counter() - started,
-                    },
-                )
+            state.history.append(metrics)
+            state.confusion, state.epoch, state.lr = confusion, epoch, lr
+            if time.monotonic() - last_saved >= checkpoint_seconds or epoch == config.epochs:
+                save()
             epochs_bar.update(1)
             epochs_bar.set_postfix(test_acc=f"{test_acc:.4f}", lr=f"{lr:g}")
             if on_epoch is not None:
@@ -186,6 +168,119 @@ def train(
     finally:
         epochs_bar.close()
     return result(stopped=False)
+
+
+def _fresh_state(config: TrainConfig, runtime: Runtime, num_classes: int) -> _State:
+    """The model and optimizer at step 0, and the seeded generators."""
+    torch.manual_seed(config.seed)  # weight init
+    model = build_model(config, num_classes).to(runtime.device, memory_format=runtime.memory_format)
+    optimizer = torch.optim.SGD(
+        model.parameters(),
+        lr=config.lr,
+        momentum=config.momentum,
+        weight_decay=config.weight_decay,
+        # One kernel for the whole update on CUDA instead of one per parameter tensor.
+        fused=runtime.device.type == "cuda",
+    )
+    return _State(
+        model=model,
+        optimizer=optimizer,
+        shuffle_gen=torch.Generator().manual_seed(config.seed),
+        augment_gen=torch.Generator(device=runtime.device).manual_seed(config.seed + 1),
+        confusion=torch.zeros(num_classes, num_classes, dtype=torch.int64),
+    )
+
+
+def _restore(state: _State, directory: str | Path, config: TrainConfig, warnings: list[str]):
+    """Continue from the newest good checkpoint in `directory`, if there is one."""
+    saved = checkpoint.load(directory, warnings)
+    if saved is None:
+        return
+    checkpoint.check_config(saved, config)
+    state.model.load_state_dict(saved["model"])
+    state.optimizer.load_state_dict(saved["optimizer"])
+    checkpoint.restore_rng(saved["rng"], state.augment_gen, state.shuffle_gen)
+    state.history = [EpochMetrics(**row) for row in saved["history"]]
+    state.confusion = saved["confusion"].clone()
+    state.elapsed_before = float(saved["elapsed_seconds"])
+    state.epoch = int(saved["epoch"])
+    state.lr = float(saved.get("schedule", {}).get("lr", 0.0))
+
+
+def _compiled(model: torch.nn.Module, runtime: Runtime, warnings: list[str]):
+    """The forward to call: torch.compile'd on CUDA when asked, else the model itself.
+
+    dynamic=False: one graph per input shape (full batch, last partial batch, evaluation),
+    each compiled once and cached, not recompiled every epoch. The uncompiled `model` keeps
+    plain state_dict keys for checkpoints.
+    """
+    if not runtime.compile:
+        return model
+    try:
+        return torch.compile(model, dynamic=False)
+    except Exception as exc:  # no compiler for this platform: train eagerly, say so
+        warnings.append(f"torch.compile unavailable, trained eagerly: {exc}")
+        return model
+
+
+def _train_epoch(
+    state: _State,
+    forward: Callable[[torch.Tensor], torch.Tensor],
+    runtime: Runtime,
+    config: TrainConfig,
+    train_x: torch.Tensor,
+    train_y: torch.Tensor,
+    prepare: Callable[[torch.Tensor], torch.Tensor],
+    stop_asked: Callable[[], bool],
+    on_batch: Callable[[], None] | None,
+    desc: str,
+    progress: bool,
+) -> tuple[float, float, float]:
+    """One pass over the shuffled training set: (loss, accuracy, seconds). Raises _Stopped
+    when a stop was asked for before a batch."""
+    started = time.perf_counter()
+    state.model.train()
+    order = torch.randperm(len(train_y), generator=state.shuffle_gen).to(runtime.device)
+    loss_sum = torch.zeros((), dtype=torch.float64, device=runtime.device)
+    correct = torch.zeros((), dtype=torch.int64, device=runtime.device)
+    batches = tqdm(
+        range(0, len(order), config.batch_size), desc=desc, unit="batch",
+        leave=False, disable=not progress, file=sys.stderr, dynamic_ncols=True,
+    )  # fmt: skip
+    for start in batches:
+        if stop_asked():
+            batches.close()
+            raise _Stopped(at_boundary=start == 0)
+        idx = order[start : start + config.batch_size]
+        x = prepare(augment(train_x[idx], config, state.augment_gen))
+        y = train_y[idx]
+        loss, logits = train_step(forward, state.optimizer, runtime, x, y)
+        # Sums stay on the device: no host sync per batch.
+        loss_sum += loss * len(y)
+        correct += (logits.argmax(1) == y).sum()
+        if on_batch is not None:
+            on_batch()
+    n = len(order)
+    loss, accuracy = loss_sum.item() / n, correct.item() / n  # .item() synchronises
+    return loss, accuracy, time.perf_counter() - started
+
+
+def _save(state: _State, directory, config: TrainConfig, elapsed: float) -> None:
+    checkpoint.save(
+        directory,
+        {
+            "format": checkpoint.FORMAT,
+            "config": config.model_dump(),
+            "epoch": state.epoch,
+            "model": state.model.state_dict(),
+            "optimizer": state.optimizer.state_dict(),
+            "schedule": {"lr": state.lr, "lr_phases": list(config.lr_phases)},
+            "rng": checkpoint.capture_rng(state.augment_gen, state.shuffle_gen),
+            "history": [m.model_dump() for m in state.history],
+            "confusion": state.confusion,
+            "elapsed_seconds": elapsed,
+        },
+    )
 
 
 @torch.no_grad()
@@ -208,7 +303,9 @@ def _evaluate(
         with runtime.autocast():
             logits = forward(x)
         loss_sum += F.cross_entropy(logits.float(), y, reduction="sum")
-        pairs += torch.bincount(y * num_classes + logits.argmax(1), minlength=num_classes**2)
+        # scatter_add_, not bincount: bincount on CUDA reads its input's max back to the host.
+        cells = y * num_classes + logits.argmax(1)
+        pairs.scatter_add_(0, cells, torch.ones_like(cells))
     forward.train(was_training)
     confusion = pairs.view(num_classes, num_classes).cpu()
     n = max(len(labels), 1)

@@ -128,6 +128,7 @@ def run_one(run_id: int) -> str:
             should_stop=should_stop,
             on_batch=on_batch,
             checkpoint_dir=checkpoint_dir,
+            checkpoint_seconds=settings.checkpoint_seconds,
             data_dir=settings.resolved_data_dir,
         )
     except Exception as exc:

@@ -177,3 +177,23 @@ def test_a_stop_asked_after_the_last_batch_saves_and_reports_no_epoch(tiny_confi
     assert result.stopped_early and result.epochs == [] and reported == []
     assert len(batches) == 4
     assert checkpoint.peek(tmp_path) is None
+
+
+def test_checkpoint_seconds_writes_at_the_end_and_at_a_stop_between_epochs(tiny_config, tmp_path):
+    whole = tmp_path / "whole"
+    train(tiny_config(), checkpoint_dir=whole, checkpoint_seconds=3600)
+    assert checkpoint.peek(whole)["epoch"] == 3
+    assert not (whole / "prev.pt").exists(), "one write: after the last epoch only"
+
+    stopped = tmp_path / "stopped"
+    # Calls 1-5 are epoch 1, 6-10 epoch 2; call 11 is before epoch 3's first batch.
+    result = train(
+        tiny_config(), checkpoint_dir=stopped, checkpoint_seconds=3600,
+        should_stop=stop_at_call(11),
+    )  # fmt: skip
+    assert result.stopped_early and [m.epoch for m in result.epochs] == [1, 2]
+    assert checkpoint.peek(stopped)["epoch"] == 2
+    resumed = train(tiny_config(), checkpoint_dir=stopped, checkpoint_seconds=3600)
+    assert resumed.resumed_from_epoch == 2
+    uninterrupted = train(tiny_config())
+    assert [m.test_acc for m in resumed.epochs] == [m.test_acc for m in uninterrupted.epochs]
