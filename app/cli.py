@@ -1,4 +1,5 @@
-"""`resnet-lab serve` (web app + local workers) and `resnet-lab worker` (one Celery worker)."""
+"""`resnet-lab serve` (web app + local workers), `resnet-lab worker` (one Celery worker) and
+`resnet-lab db upgrade` (the database schema; serve and worker run it as they start)."""
 
 from __future__ import annotations
 
@@ -75,6 +76,7 @@ def serve(args: argparse.Namespace) -> int:
         )
         return 2
     settings.ensure_dirs()
+    _upgrade_database()
     workers = []
     for i in range(args.workers):
         workers.append(
@@ -116,9 +118,29 @@ def worker(args: argparse.Namespace) -> int:
         # Before torch is imported anywhere in this process.
         os.environ["CUDA_VISIBLE_DEVICES"] = str(args.gpu)
     _set_home(args.home)
+    _upgrade_database()
     name = args.name or (f"gpu{args.gpu}@%h" if args.gpu is not None else "worker@%h")
     os.execv(sys.executable, worker_command(name, args.loglevel.upper()))
     return 0  # not reached
+
+
+def _upgrade_database() -> None:
+    from app import migrate
+    from app.config import get_settings
+
+    migrate.upgrade(get_settings().resolved_database_url)
+
+
+def db(args: argparse.Namespace) -> int:
+    _set_home(args.home)
+    from app import migrate
+    from app.config import get_settings
+
+    url = get_settings().resolved_database_url
+    if args.action == "upgrade":
+        migrate.upgrade(url)
+    print(f"{migrate.current(url) or 'no revision'} (newest: {migrate.head()})")
+    return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -141,6 +163,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--name", help="Celery node name (default gpuN@host or worker@host)")
     p.add_argument("--loglevel", default="info", choices=["debug", "info", "warning", "error"])
     p.set_defaults(func=worker)
+
+    p = sub.add_parser("db", help="the database schema: upgrade it, or show its revision")
+    p.add_argument("action", choices=["upgrade", "current"])
+    p.add_argument("--home", help="folder for the database, checkpoints and datasets")
+    p.set_defaults(func=db)
     return parser
 
 
