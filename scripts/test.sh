@@ -32,7 +32,7 @@ redis-server --port "$port" --bind 127.0.0.1 --daemonize yes --save '' --appendo
 # Trust on loopback only, no fsync: a database that lives as long as this script.
 "${as_pg[@]}" "$pg_bin/initdb" -D "$pg_dir/data" -U postgres -A trust --no-sync >/dev/null
 "${as_pg[@]}" "$pg_bin/pg_ctl" -D "$pg_dir/data" -l "$pg_dir/postgres.log" -w -t 60 \
-  -o "-h 127.0.0.1 -p $pg_port -k $pg_dir -F -c max_connections=300" start >/dev/null
+  -o "-h 127.0.0.1 -p $pg_port -k $pg_dir -F" start >/dev/null
 for _ in $(seq 50); do redis-cli -p "$port" ping >/dev/null 2>&1 && break; sleep 0.1; done
 export REDIS_URL="redis://127.0.0.1:$port/0"
 # The maintenance database: each test creates (and drops) a database of its own there.

@@ -117,14 +117,14 @@ def postgres_database() -> Iterator[str]:
     server = make_url(os.environ["TEST_POSTGRES_URL"])
     name = f"lab_{uuid.uuid4().hex[:12]}"
     admin = create_engine(server, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f"CREATE DATABASE {name}"))
     try:
-        with admin.connect() as conn:
-            conn.execute(text(f"CREATE DATABASE {name}"))
         yield server.set(database=name).render_as_string(hide_password=False)
+    finally:
         with admin.connect() as conn:
             # FORCE: connections still pooled in this process must not keep it alive.
             conn.execute(text(f"DROP DATABASE {name} WITH (FORCE)"))
-    finally:
         admin.dispose()
 
 
