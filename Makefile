@@ -12,7 +12,7 @@ $(VENV)/.installed: pyproject.toml
 	$(PY) -m pip install -q -e '.[dev]'
 	touch $@
 
-# Redis, Chromium (browser test) and Fashion-MNIST, from Debian's packages.
+# Redis, PostgreSQL, Chromium (browser test) and Fashion-MNIST, from Debian's packages.
 system-deps:
 	bash scripts/system-deps.sh
 

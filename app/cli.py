@@ -1,4 +1,5 @@
-"""`resnet-lab serve` (web app + local workers) and `resnet-lab worker` (one Celery worker)."""
+"""`resnet-lab serve` (web app + local workers), `resnet-lab worker` (one Celery worker) and
+`resnet-lab db upgrade` (the database schema; serve and worker run it as they start)."""
 
 from __future__ import annotations
 
@@ -66,6 +67,7 @@ def serve(args: argparse.Namespace) -> int:
         )
         return 2
     settings.ensure_dirs()
+    _upgrade_database()
     from app.supervisor import Supervisor, share_threads
 
     # Each local worker gets its share of the cores: N workers each using every core would
@@ -127,6 +129,7 @@ def worker(args: argparse.Namespace) -> int:
     from app.config import get_settings
     from app.supervisor import Supervisor, run_until_signalled
 
+    _upgrade_database()
     name = args.name or (f"gpu{args.gpu}@%h" if args.gpu is not None else "worker@%h")
     # The Celery worker runs as a child: one that dies in native code or gives up a stalled
     # run is replaced, and stopping is bounded (app.supervisor).
@@ -136,6 +139,25 @@ def worker(args: argparse.Namespace) -> int:
         grace=get_settings().stop_grace,
     )
     return run_until_signalled(supervisor)
+
+
+def _upgrade_database() -> None:
+    from app import migrate
+    from app.config import get_settings
+
+    migrate.upgrade(get_settings().resolved_database_url)
+
+
+def db(args: argparse.Namespace) -> int:
+    _set_home(args.home)
+    from app import migrate
+    from app.config import get_settings
+
+    url = get_settings().resolved_database_url
+    if args.action == "upgrade":
+        migrate.upgrade(url)
+    print(f"{migrate.current(url) or 'no revision'} (newest: {migrate.head()})")
+    return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -160,6 +182,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--name", help="Celery node name (default gpuN@host or worker@host)")
     p.add_argument("--loglevel", default="info", choices=["debug", "info", "warning", "error"])
     p.set_defaults(func=worker)
+
+    p = sub.add_parser("db", help="the database schema: upgrade it, or show its revision")
+    p.add_argument("action", choices=["upgrade", "current"])
+    p.add_argument("--home", help="folder for the database, checkpoints and datasets")
+    p.set_defaults(func=db)
     return parser
 
 

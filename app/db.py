@@ -215,9 +215,8 @@ def make_engine(url: str) -> Engine:
 
 @lru_cache
 def engine_for(url: str) -> Engine:
-    engine = make_engine(url)
-    Base.metadata.create_all(engine)
-    return engine
+    # The tables come from the migrations (app/migrate.py), never from here.
+    return make_engine(url)
 
 
 def get_engine() -> Engine:

@@ -22,7 +22,7 @@ def create_app() -> FastAPI:
     @asynccontextmanager
     async def lifespan(_app: FastAPI):
         settings.ensure_dirs()
-        get_engine()  # creates the tables on first start
+        get_engine()  # the schema is `resnet-lab db upgrade`'s, run by serve and worker
         async with anyio.create_task_group() as tasks:
             tasks.start_soon(reap_forever, settings)
             yield

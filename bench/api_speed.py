@@ -40,12 +40,13 @@ def fill(home: Path, runs: int, epochs: int) -> tuple[int, list[int]]:
     os.environ["RESNET_LAB_HOME"] = str(home)
     from sqlalchemy import insert
 
-    from app import lifecycle
+    from app import lifecycle, migrate
     from app.config import get_settings
     from app.db import Metric, Run, get_engine, new_session
     from app.grid import SweepRequest, expand
 
     get_settings.cache_clear()
+    migrate.upgrade(get_settings().resolved_database_url)
     engine = get_engine()
     rng = random.Random(0)
     with new_session(engine) as session:

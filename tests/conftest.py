@@ -1,4 +1,5 @@
-"""Shared fixtures: a temporary home (SQLite file), a real Redis, real worker processes."""
+"""Shared fixtures: a temporary home (SQLite file), a real Redis, real worker processes, and
+a fresh database per test on a real PostgreSQL server (when TEST_POSTGRES_URL names one)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,9 @@ import socket
 import subprocess
 import sys
 import time
+import uuid
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -119,7 +122,41 @@ def redis_url(tmp_path_factory) -> Iterator[str]:
     server.stop()
 
 
-def service_env(home: Path, broker_url: str | None, **extra: str) -> dict[str, str]:
+@contextmanager
+def postgres_database() -> Iterator[str]:
+    """A new, empty database on the TEST_POSTGRES_URL server, dropped afterwards."""
+    from sqlalchemy import create_engine, make_url, text
+
+    server = make_url(os.environ["TEST_POSTGRES_URL"])
+    name = f"lab_{uuid.uuid4().hex[:12]}"
+    admin = create_engine(server, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f"CREATE DATABASE {name}"))
+    try:
+        yield server.set(database=name).render_as_string(hide_password=False)
+    finally:
+        with admin.connect() as conn:
+            # FORCE: connections still pooled in this process must not keep it alive.
+            conn.execute(text(f"DROP DATABASE {name} WITH (FORCE)"))
+        admin.dispose()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_url(request, tmp_path) -> Iterator[str]:
+    """Each test that takes it runs twice: on a SQLite file, and on a fresh PostgreSQL
+    database (scripts/test.sh starts the server and sets TEST_POSTGRES_URL)."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'lab.db'}"
+    elif not os.environ.get("TEST_POSTGRES_URL"):
+        pytest.skip("TEST_POSTGRES_URL is unset: run the tests with scripts/test.sh")
+    else:
+        with postgres_database() as url:
+            yield url
+
+
+def service_env(
+    home: Path, broker_url: str | None, database_url: str | None = None, **extra: str
+) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if k not in ("BROKER_URL", "DATABASE_URL")}
     env.update(
         RESNET_LAB_HOME=str(home),
@@ -136,6 +173,8 @@ def service_env(home: Path, broker_url: str | None, **extra: str) -> dict[str, s
     )
     if broker_url:
         env["BROKER_URL"] = broker_url
+    if database_url:
+        env["DATABASE_URL"] = database_url
     env.update(extra)
     return env
 
@@ -217,12 +256,18 @@ def make_service(tmp_path, monkeypatch) -> Iterator[Callable[..., Service]]:
 
     services: list[tuple[Service, TestClient]] = []
 
-    def make(broker_url: str | None, **extra: str) -> Service:
+    def make(broker_url: str | None, database_url: str | None = None, **extra: str) -> Service:
+        """database_url None: the default, a SQLite file in the service's home."""
         home = tmp_path / f"home{len(services)}"
         home.mkdir()
-        env = service_env(home, broker_url, **extra)
+        env = service_env(home, broker_url, database_url, **extra)
         _configure_process(monkeypatch, env)
+        from app import migrate
+        from app.config import get_settings
         from app.main import create_app
+
+        # What `resnet-lab serve` does before it starts the app.
+        migrate.upgrade(get_settings().resolved_database_url)
 
         service = Service(home, env)
         client = TestClient(create_app())
@@ -241,9 +286,10 @@ def make_service(tmp_path, monkeypatch) -> Iterator[Callable[..., Service]]:
 
 
 @pytest.fixture
-def service(make_service, redis_url) -> Service:
-    """Redis-brokered installation with no worker yet (tests start their own)."""
+def service(make_service, redis_url, database_url) -> Service:
+    """Redis-brokered installation with no worker yet (tests start their own), once on
+    SQLite and once on PostgreSQL."""
     import redis
 
     redis.Redis.from_url(redis_url).flushdb()
-    return make_service(redis_url)
+    return make_service(redis_url, database_url)

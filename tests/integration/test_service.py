@@ -1,4 +1,5 @@
-"""The service end to end: real Redis, real Celery worker processes, a real SQLite file."""
+"""The service end to end: real Redis, real Celery worker processes, and a real database:
+each test runs on a SQLite file and on PostgreSQL (the `database_url` fixture)."""
 
 from __future__ import annotations
 
