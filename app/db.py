@@ -116,7 +116,7 @@ class Run(Base):
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     heartbeat_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     # Progress, carried by heartbeats: a fresh heartbeat with no new batch means stuck.
-    batches_done: Mapped[int] = mapped_column(Integer, default=0)
+    batches_done: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     progress_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     batch_seconds: Mapped[float | None] = mapped_column(Float)  # median of recent batches
     # Bumped on every change, so event streams can ask "what changed since".
