@@ -7,11 +7,12 @@ poll does, for one short session in a worker thread. The database stays the sour
 (workers write from other processes), so polling it in one place is all a process needs.
 
 Each tick:
-  1. the state (id, sweep, status, updated_at, epochs_done) of every followed run: a narrow
+  1. the state (sweep, status, updated_at, epochs_done) of every followed run: a narrow
      read whose size is the number of distinct runs followed, not of streams. Comparing
-     `updated_at` per run, rather than asking "changed since the last tick", also sees
-     commits that land out of timestamp order and runs that were deleted;
-  2. the full rows of the runs whose `updated_at` moved, or that a new stream has not been
+     each run's state with the last one loaded, rather than asking "what changed since the
+     last tick" by timestamp, also sees commits that land out of timestamp order and runs
+     that were deleted;
+  2. the full rows of the runs whose state changed, or that a new stream has not been
      shown yet, serialised once for all of their subscribers;
   3. the epochs past the lowest mark any subscriber of a run holds, for the runs whose
      `epochs_done` passed it.
@@ -53,6 +54,14 @@ def event(name: str, data) -> Event:
     return {"event": name, "data": dumps(data).decode()}
 
 
+@dataclass(frozen=True)
+class _State:
+    sweep_id: int | None
+    status: RunStatus
+    updated_at: datetime
+    epochs_done: int
+
+
 @dataclass(eq=False)
 class Subscription:
     """One open stream: of a run (`key` is its id) or of a sweep (`key` is the sweep's id)."""
@@ -64,8 +73,8 @@ class Subscription:
     last_epoch: dict[int, int]
     send: MemoryObjectSendStream[list[Event]]
     receive: MemoryObjectReceiveStream[list[Event]]
-    # run id -> updated_at of the state last sent; empty until the first delivery.
-    seen: dict[int, datetime] = field(default_factory=dict)
+    # run id -> the state last sent; empty until the first delivery.
+    seen: dict[int, _State] = field(default_factory=dict)
     fresh: bool = True
 
 
@@ -77,16 +86,8 @@ class _Plan:
     sweep_ids: frozenset[int]
     fresh_runs: frozenset[int]
     fresh_sweeps: frozenset[int]
-    known: dict[int, datetime]  # run id -> updated_at of the state an earlier tick loaded
+    known: dict[int, _State]  # run id -> the state an earlier tick loaded
     floors: dict[int, int]  # run id -> lowest last epoch among its subscribers
-
-
-@dataclass(frozen=True)
-class _State:
-    sweep_id: int | None
-    status: RunStatus
-    updated_at: datetime
-    epochs_done: int
 
 
 @dataclass
@@ -125,7 +126,7 @@ def _read(plan: _Plan) -> _Read:
         stale = [
             run_id
             for run_id, state in states.items()
-            if plan.known.get(run_id) != state.updated_at
+            if plan.known.get(run_id) != state
             or run_id in plan.fresh_runs
             or state.sweep_id in plan.fresh_sweeps
         ]
@@ -172,7 +173,7 @@ class EventHub:
         self.queue_batches = queue_batches
         self.ticks = 0  # completed polls, for tests and benchmarks
         self._subs: set[Subscription] = set()
-        self._known: dict[int, datetime] = {}
+        self._known: dict[int, _State] = {}
         self._wanted = asyncio.Event()  # set while anyone subscribes
         self._closed = False
 
@@ -254,7 +255,7 @@ class EventHub:
         loaded = read.status_events.keys() | read.run_events.keys()
         # Forget the runs no one follows any more; remember what this tick loaded.
         self._known = {k: v for k, v in self._known.items() if k in read.states}
-        self._known.update({run_id: read.states[run_id].updated_at for run_id in loaded})
+        self._known.update({run_id: read.states[run_id] for run_id in loaded})
         in_sweep: dict[int | None, list[int]] = defaultdict(list)
         for run_id, state in read.states.items():
             in_sweep[state.sweep_id].append(run_id)
@@ -278,10 +279,10 @@ class EventHub:
                         last = number
                 sub.last_epoch[run_id] = last
             for run_id in run_ids:
-                updated_at = read.states[run_id].updated_at
-                if run_id in changes and sub.seen.get(run_id) != updated_at:
+                state = read.states[run_id]
+                if run_id in changes and sub.seen.get(run_id) != state:
                     batch.append(changes[run_id])
-                    sub.seen[run_id] = updated_at
+                    sub.seen[run_id] = state
             sub.fresh = False
             # Final, not "final and no cancel pending": a finished run is done whatever
             # flags it kept. A deleted run, or a sweep left with no runs, ends too.

@@ -8,7 +8,7 @@ a short session that is closed before the stream starts.
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 from fastapi import APIRouter, HTTPException, Query, Request
 from sqlalchemy import select
@@ -16,8 +16,10 @@ from sse_starlette.sse import EventSourceResponse
 
 from app.api.deps import RunId, SweepId
 from app.db import Run, Sweep, new_session
-from app.hub import EventHub
 from app.schemas import NOT_FOUND
+
+if TYPE_CHECKING:  # app.hub imports the API's helpers
+    from app.hub import EventHub
 
 router = APIRouter(prefix="/api", tags=["events"])
 
