@@ -36,6 +36,7 @@ from typing import Literal
 import anyio
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 from sqlalchemy import or_, select
+from sse_starlette import ServerSentEvent
 
 from app.api.deps import dumps
 from app.api.runs import metric_rows
@@ -47,11 +48,13 @@ log = logging.getLogger(__name__)
 QUEUE_BATCHES = 64  # ticks' worth of events a subscriber may have unread
 SWEEP_END_RETRY_MS = 30_000
 
-Event = dict  # what EventSourceResponse sends: {"event": name, "data": JSON text}
+# An event as it goes on the wire, encoded once however many streams send it; a stream
+# sends one tick's events in one write.
+Event = bytes
 
 
-def event(name: str, data) -> Event:
-    return {"event": name, "data": dumps(data).decode()}
+def event(name: str, data, retry_ms: int | None = None) -> Event:
+    return ServerSentEvent(dumps(data).decode(), event=name, retry=retry_ms).encode()
 
 
 @dataclass(frozen=True)
@@ -157,12 +160,10 @@ def _read(plan: _Plan) -> _Read:
 
 
 def _end(sub: Subscription) -> Event:
-    end = event("end", {f"{sub.kind}_id": sub.key})
-    if sub.kind == "sweep":
-        # A browser's EventSource reconnects to a stream the server closed, a few seconds
-        # later by default; for a finished sweep, once in a while is enough.
-        end["retry"] = SWEEP_END_RETRY_MS
-    return end
+    # A browser's EventSource reconnects to a stream the server closed, a few seconds later
+    # by default; for a finished sweep, once in a while is enough.
+    retry = SWEEP_END_RETRY_MS if sub.kind == "sweep" else None
+    return event("end", {f"{sub.kind}_id": sub.key}, retry)
 
 
 class EventHub:
@@ -215,8 +216,7 @@ class EventHub:
         try:
             async with receive:
                 async for batch in receive:
-                    for item in batch:
-                        yield item
+                    yield b"".join(batch)
         finally:
             self._drop(sub)
 
