@@ -26,4 +26,4 @@ lint: setup
 	$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check .
 
 bench: setup
-	$(PY) bench/trainer_speed.py --device cpu --width 64 && $(PY) bench/api_speed.py && $(PY) bench/load.py
+	$(PY) bench/trainer_speed.py --device cpu --width 64 && $(PY) bench/api_speed.py && $(PY) bench/load.py && $(PY) bench/streams.py

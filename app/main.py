@@ -12,6 +12,7 @@ from app.api import router as api_router
 from app.api.deps import validation_error_handler
 from app.config import get_settings
 from app.db import get_engine
+from app.hub import EventHub
 from app.reaper import reap_forever
 from app.security import SecurityMiddleware
 
@@ -20,12 +21,16 @@ def create_app() -> FastAPI:
     settings = get_settings()
 
     @asynccontextmanager
-    async def lifespan(_app: FastAPI):
+    async def lifespan(app: FastAPI):
         settings.ensure_dirs()
         get_engine()  # the schema is `resnet-lab db upgrade`'s, run by serve and worker
+        # One poller for every event stream of this process (see app.hub).
+        hub = app.state.event_hub = EventHub(settings.events_poll_seconds)
         async with anyio.create_task_group() as tasks:
             tasks.start_soon(reap_forever, settings)
+            tasks.start_soon(hub.run_forever)
             yield
+            hub.close()
             tasks.cancel_scope.cancel()
 
     app = FastAPI(

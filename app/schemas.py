@@ -317,6 +317,8 @@ class HealthOut(BaseModel):
     database: bool
     broker: bool
     workers: list[str]
+    # Connections this web process holds from its database pool, not counting this request.
+    db_connections_in_use: int
 
 
 # Error answers shared by the routes, so the OpenAPI schema documents them.

@@ -17,16 +17,18 @@ from app.db import Run, Sweep, get_session
 
 SessionDep = Annotated[Session, Depends(get_session)]
 SettingsDep = Annotated[Settings, Depends(get_settings)]
+RunId = Annotated[int, Path(ge=1, le=2**62)]
+SweepId = Annotated[int, Path(ge=1, le=2**62)]
 
 
-def get_run(session: SessionDep, run_id: Annotated[int, Path(ge=1, le=2**62)]) -> Run:
+def get_run(session: SessionDep, run_id: RunId) -> Run:
     run = session.get(Run, run_id)
     if run is None:
         raise HTTPException(404, f"run {run_id} not found")
     return run
 
 
-def get_sweep(session: SessionDep, sweep_id: Annotated[int, Path(ge=1, le=2**62)]) -> Sweep:
+def get_sweep(session: SessionDep, sweep_id: SweepId) -> Sweep:
     sweep = session.get(Sweep, sweep_id)
     if sweep is None:
         raise HTTPException(404, f"sweep {sweep_id} not found")

@@ -36,14 +36,22 @@ def _broker_ok() -> bool:
 @router.get("/healthz", response_model=HealthOut, responses={503: {"model": HealthOut}})
 def healthz(settings: SettingsDep):
     """200 when the database and the broker answer; `workers` lists worker processes
-    that reported in within two recovery periods."""
+    that reported in within two recovery periods; `db_connections_in_use` counts the
+    database connections this web process has checked out (before this request takes one)."""
+    in_use = get_engine().pool.checkedout()
     database = _database_ok()
     broker = _broker_ok()
     workers: list[str] = []
     if database:
         with new_session() as session:
             workers = lifecycle.live_workers(session, 2 * settings.reaper_interval + 5)
-    body = {"ok": database and broker, "database": database, "broker": broker, "workers": workers}
+    body = {
+        "ok": database and broker,
+        "database": database,
+        "broker": broker,
+        "workers": workers,
+        "db_connections_in_use": in_use,
+    }
     return JSONResponse(body, status_code=200 if body["ok"] else 503)
 
 

@@ -192,6 +192,7 @@ def test_sweep_summary_pools_seeds_and_tests_against_the_baseline(api):
 def test_healthz_reports_database_and_broker(api):
     body = api.get("/healthz").json()
     assert body["ok"] and body["database"] and body["broker"]
+    assert isinstance(body["db_connections_in_use"], int)
 
 
 def test_cross_site_post_is_refused(api):
