@@ -4,6 +4,7 @@
  * second or so, not recomputed here. */
 
 import { byId, clear, debounce, el, poll, toast } from "../lib/dom.js";
+import { CHANGING } from "../lib/status.js";
 import { renderBaselineSelect, renderCells, renderLegend, updateChip } from "./cells.js";
 import { renderHeader, renderProgress, sweepAction } from "./header.js";
 import { renderControls, renderHeatmaps, setCellClick } from "./heatmap.js";
@@ -49,6 +50,8 @@ async function refreshAll() {
   await Promise.all([loadSummary(), loadRuns()]);
   await renderSummary();
   drawOverlaySoon();
+  // A retried grid is live again after its stream ended.
+  if ([...state.runs.values()].some((run) => CHANGING.has(run.status))) openStream();
 }
 
 function openStream() {
@@ -70,6 +73,12 @@ function openStream() {
       updateChip(data.run_id);
     }
     if (isShown(data.run_id)) drawOverlaySoon();
+  });
+  // Every run is final: nothing more will come (a retry reopens it from refreshAll).
+  es.addEventListener("end", () => {
+    es.close();
+    stream = null;
+    refreshSummarySoon();
   });
   es.onerror = () => {
     if (es.readyState === EventSource.CLOSED) {
