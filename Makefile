@@ -19,11 +19,13 @@ system-deps:
 serve: setup
 	$(VENV)/bin/resnet-lab serve
 
+# The package boundaries are part of the tests: trainer <- core <- {app, worker}.
 test: system-deps setup
+	$(VENV)/bin/lint-imports
 	bash scripts/test.sh
 
 lint: setup
-	$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check .
+	$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check . && $(VENV)/bin/lint-imports
 
 bench: setup
 	$(PY) bench/trainer_speed.py --device cpu --width 64 && $(PY) bench/api_speed.py && $(PY) bench/load.py && $(PY) bench/streams.py

@@ -26,7 +26,7 @@ def _is_loopback(host: str) -> bool:
 def _set_home(home: str | None) -> None:
     if home:
         os.environ["RESNET_LAB_HOME"] = str(Path(home).expanduser().resolve())
-    from app.config import get_settings
+    from core.config import get_settings
 
     get_settings.cache_clear()
 
@@ -56,7 +56,7 @@ def worker_command(name: str, loglevel: str = "INFO") -> list[str]:
 
 def serve(args: argparse.Namespace) -> int:
     _set_home(args.home)
-    from app.config import get_settings
+    from core.config import get_settings
 
     settings = get_settings()
     if not _is_loopback(args.host) and not settings.api_token:
@@ -68,7 +68,7 @@ def serve(args: argparse.Namespace) -> int:
         return 2
     settings.ensure_dirs()
     _upgrade_database()
-    from app.supervisor import Supervisor, share_threads
+    from core.supervisor import Supervisor, share_threads
 
     # Each local worker gets its share of the cores: N workers each using every core would
     # oversubscribe them (bench/worker_threads.py measures it).
@@ -126,13 +126,13 @@ def worker(args: argparse.Namespace) -> int:
         # Before torch is imported anywhere in this process.
         os.environ["CUDA_VISIBLE_DEVICES"] = str(args.gpu)
     _set_home(args.home)
-    from app.config import get_settings
-    from app.supervisor import Supervisor, run_until_signalled
+    from core.config import get_settings
+    from core.supervisor import Supervisor, run_until_signalled
 
     _upgrade_database()
     name = args.name or (f"gpu{args.gpu}@%h" if args.gpu is not None else "worker@%h")
     # The Celery worker runs as a child: one that dies in native code or gives up a stalled
-    # run is replaced, and stopping is bounded (app.supervisor).
+    # run is replaced, and stopping is bounded (core.supervisor).
     supervisor = Supervisor(
         [worker_command(name, args.loglevel.upper())],
         lambda _i: os.environ.copy(),
@@ -142,16 +142,16 @@ def worker(args: argparse.Namespace) -> int:
 
 
 def _upgrade_database() -> None:
-    from app import migrate
-    from app.config import get_settings
+    from core import migrate
+    from core.config import get_settings
 
     migrate.upgrade(get_settings().resolved_database_url)
 
 
 def db(args: argparse.Namespace) -> int:
     _set_home(args.home)
-    from app import migrate
-    from app.config import get_settings
+    from core import migrate
+    from core.config import get_settings
 
     url = get_settings().resolved_database_url
     if args.action == "upgrade":

@@ -40,8 +40,8 @@ from sse_starlette import ServerSentEvent
 
 from app.api.deps import dumps
 from app.api.runs import metric_rows
-from app.db import FINAL, Run, RunStatus, new_session
 from app.schemas import run_out
+from core.db import FINAL, Run, RunStatus, new_session
 
 log = logging.getLogger(__name__)
 

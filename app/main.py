@@ -10,11 +10,11 @@ from fastapi.exceptions import RequestValidationError
 
 from app.api import router as api_router
 from app.api.deps import validation_error_handler
-from app.config import get_settings
-from app.db import get_engine
 from app.hub import EventHub
 from app.reaper import reap_forever
 from app.security import SecurityMiddleware
+from core.config import get_settings
+from core.db import get_engine
 
 
 def create_app() -> FastAPI:

@@ -6,9 +6,9 @@ import logging
 
 import anyio
 
-from app import lifecycle
-from app.config import Settings
-from app.db import new_session
+from core import lifecycle
+from core.config import Settings
+from core.db import new_session
 
 log = logging.getLogger(__name__)
 

@@ -9,9 +9,9 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from app.config import get_settings
-from app.db import Run, RunStatus, utcnow
-from app.lifecycle import stall_limit
+from core.config import get_settings
+from core.db import Run, RunStatus, utcnow
+from core.lifecycle import stall_limit
 from trainer.config import TrainConfig
 from trainer.results import EpochMetrics
 

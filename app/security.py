@@ -28,8 +28,8 @@ from starlette.datastructures import Headers
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from app.config import Settings, get_settings
-from app.db import LoginSession, engine_for, new_session, utcnow
+from core.config import Settings, get_settings
+from core.db import LoginSession, engine_for, new_session, utcnow
 
 SAFE_METHODS = {"GET", "HEAD", "OPTIONS"}
 CSRF_COOKIE = "rl_csrf"

@@ -9,8 +9,8 @@ from typing import Any
 
 from scipy import special
 
-from app.db import RunStatus
 from app.grid import paper_figure
+from core.db import RunStatus
 
 # Student's t through scipy.special's ufuncs (stdtr, stdtrit): the same figures as
 # scipy.stats.ttest_ind / ttest_1samp / t.ppf, without their per-call overhead, which

@@ -16,7 +16,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from app.db import Run
+from core.db import Run
 
 # (training images, test images) of each dataset.
 DATASET_SIZES = {

@@ -40,10 +40,10 @@ def fill(home: Path, runs: int, epochs: int) -> tuple[int, list[int]]:
     os.environ["RESNET_LAB_HOME"] = str(home)
     from sqlalchemy import insert
 
-    from app import lifecycle, migrate
-    from app.config import get_settings
-    from app.db import Metric, Run, get_engine, new_session
     from app.grid import SweepRequest, expand
+    from core import lifecycle, migrate
+    from core.config import get_settings
+    from core.db import Metric, Run, get_engine, new_session
 
     get_settings.cache_clear()
     migrate.upgrade(get_settings().resolved_database_url)

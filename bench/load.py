@@ -3,7 +3,7 @@
 What: starts `resnet-lab serve --workers 0` on a temporary home (SQLite database, embedded
 broker), creates the runs over the API, then for --seconds (default 60):
   - 4 writer processes record epochs as fast as they can through
-    `app.lifecycle.record_epoch` (the worker's own code path: one session and commit per
+    `core.lifecycle.record_epoch` (the worker's own code path: one session and commit per
     epoch), each into its own runs, one run at a time, 200 epochs a run, as a worker would;
     they catch and count `sqlite3.OperationalError`, "database is locked" apart;
   - 50 concurrent readers (one asyncio + httpx process): 20 poll the runs list (a page of 50
@@ -64,9 +64,9 @@ def writer_main(args: argparse.Namespace) -> int:
     os.environ["RESNET_LAB_HOME"] = args.home
     from sqlalchemy.exc import OperationalError
 
-    from app import lifecycle
-    from app.config import get_settings
-    from app.db import new_session
+    from core import lifecycle
+    from core.config import get_settings
+    from core.db import new_session
     from trainer.results import EpochMetrics
 
     get_settings.cache_clear()

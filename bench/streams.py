@@ -2,8 +2,8 @@
 
 What: starts `resnet-lab serve --workers 0` on a temporary home (SQLite database, embedded
 broker), creates 200 background runs and a 12-run sweep, and starts a writer process that
-claims --running runs of the sweep as a worker would (`app.lifecycle.claim`) and records
---epochs-per-second epochs into them (`app.lifecycle.record_epoch`, the worker's own code
+claims --running runs of the sweep as a worker would (`core.lifecycle.claim`) and records
+--epochs-per-second epochs into them (`core.lifecycle.record_epoch`, the worker's own code
 path) for the whole benchmark. Then:
   1. idle: --requests sequential `GET /api/runs` (a page of 50), p50/p95;
   2. a second process opens --streams server-sent event streams of
@@ -61,9 +61,9 @@ SWEEP = {
 def writer_main(args: argparse.Namespace) -> int:
     """Records epochs into its runs at a steady pace until stdin closes."""
     os.environ["RESNET_LAB_HOME"] = args.home
-    from app import lifecycle
-    from app.config import get_settings
-    from app.db import new_session
+    from core import lifecycle
+    from core.config import get_settings
+    from core.db import new_session
     from trainer.results import EpochMetrics
 
     get_settings.cache_clear()

@@ -7,7 +7,7 @@ train at the same time within one set-up (a barrier starts the timed part togeth
 
   one process     1 worker with every core (torch's default threads)
   shared          N workers, each with cores // N threads: what `resnet-lab serve --workers N`
-                  gives each local worker (app.supervisor.share_threads)
+                  gives each local worker (core.supervisor.share_threads)
   oversubscribed  N workers, each with every core: what serve did before it split the cores
 
 and prints each one's aggregate images/s and its ratio to one process. The target: N shared
@@ -73,7 +73,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--timeout", type=float, default=1800, help="seconds per set-up")
     args = parser.parse_args(argv)
 
-    from app.supervisor import share_threads
+    from core.supervisor import share_threads
 
     cores = len(os.sched_getaffinity(0))
     n = args.workers

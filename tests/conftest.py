@@ -33,8 +33,8 @@ TINY = {
 
 def record_epochs(run_id: int, *metrics, worker: str = "test-worker"):
     """Claims a queued run as a worker would and records epochs as its owner; the owner."""
-    from app import lifecycle
-    from app.db import new_session
+    from core import lifecycle
+    from core.db import new_session
 
     with new_session() as session:
         owner = lifecycle.claim(session, run_id, worker, heartbeat_timeout=3600)
@@ -240,7 +240,7 @@ class Service:
 
 def _configure_process(monkeypatch, env: dict[str, str]) -> None:
     """Points this process's settings at the service (the API runs in-process)."""
-    from app.config import get_settings
+    from core.config import get_settings
 
     for key in ("BROKER_URL", "DATABASE_URL"):
         monkeypatch.delenv(key, raising=False)
@@ -262,9 +262,9 @@ def make_service(tmp_path, monkeypatch) -> Iterator[Callable[..., Service]]:
         home.mkdir()
         env = service_env(home, broker_url, database_url, **extra)
         _configure_process(monkeypatch, env)
-        from app import migrate
-        from app.config import get_settings
         from app.main import create_app
+        from core import migrate
+        from core.config import get_settings
 
         # What `resnet-lab serve` does before it starts the app.
         migrate.upgrade(get_settings().resolved_database_url)
@@ -280,7 +280,7 @@ def make_service(tmp_path, monkeypatch) -> Iterator[Callable[..., Service]]:
     for service, client in services:
         service.close()
         client.__exit__(None, None, None)
-    from app.config import get_settings
+    from core.config import get_settings
 
     get_settings.cache_clear()
 

@@ -15,8 +15,8 @@ import time
 from collections import deque
 from collections.abc import Callable
 
-from app import lifecycle
-from app.db import new_session, utcnow
+from core import lifecycle
+from core.db import new_session, utcnow
 
 log = logging.getLogger(__name__)
 

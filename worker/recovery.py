@@ -12,10 +12,10 @@ import threading
 
 from sqlalchemy import or_
 
-from app import lifecycle
-from app.config import get_settings
-from app.db import Run, RunStatus, new_session
-from app.queue import enqueue
+from core import lifecycle
+from core.config import get_settings
+from core.db import Run, RunStatus, new_session
+from core.queue import enqueue
 
 log = logging.getLogger(__name__)
 

@@ -12,11 +12,11 @@ import traceback
 
 from celery.signals import worker_shutting_down
 
-from app import lifecycle
-from app.config import get_settings
-from app.db import ACTIVE, Run, RunStatus, new_session
-from app.paths import run_dir
-from app.queue import enqueue
+from core import lifecycle
+from core.config import get_settings
+from core.db import ACTIVE, Run, RunStatus, new_session
+from core.paths import run_dir
+from core.queue import enqueue
 from trainer.config import TrainConfig
 from trainer.results import EpochMetrics
 from worker import faults

@@ -17,7 +17,7 @@ from pydantic import BaseModel
 from sqlalchemy import func, select
 
 from app.api.deps import SessionDep, SettingsDep
-from app.db import Run
+from core.db import Run
 
 router = APIRouter(prefix="/api", tags=["datasets"])
 

@@ -12,8 +12,8 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from sqlalchemy.orm import Session
 
-from app.config import Settings, get_settings
-from app.db import Run, Sweep, get_session
+from core.config import Settings, get_settings
+from core.db import Run, Sweep, get_session
 
 SessionDep = Annotated[Session, Depends(get_session)]
 SettingsDep = Annotated[Settings, Depends(get_settings)]

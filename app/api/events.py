@@ -15,8 +15,8 @@ from sqlalchemy import select
 from sse_starlette.sse import EventSourceResponse
 
 from app.api.deps import RunId, SweepId
-from app.db import Run, Sweep, new_session
 from app.schemas import NOT_FOUND
+from core.db import Run, Sweep, new_session
 
 if TYPE_CHECKING:  # app.hub imports the API's helpers
     from app.hub import EventHub

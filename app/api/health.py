@@ -6,11 +6,11 @@ from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 from sqlalchemy import text
 
-from app import lifecycle
 from app.api.deps import SettingsDep
-from app.db import ACTIVE, CHANGING, FINAL, RETRYABLE, RunStatus, get_engine, new_session
-from app.queue import celery
 from app.schemas import HealthOut, StatusesOut
+from core import lifecycle
+from core.db import ACTIVE, CHANGING, FINAL, RETRYABLE, RunStatus, get_engine, new_session
+from core.queue import celery
 
 router = APIRouter(tags=["health"])
 

@@ -12,11 +12,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, Response
 from sqlalchemy import String, cast, func, or_, select
 
-from app import lifecycle
 from app.api.deps import RunDep, SessionDep, SettingsDep, fast_json
-from app.db import METRIC_FIELDS, Metric, Run, RunStatus
-from app.paths import checkpoint_file, run_dir
-from app.queue import enqueue
 from app.schemas import (
     CONFLICT,
     GUARDED,
@@ -32,6 +28,10 @@ from app.schemas import (
 )
 from app.security import limit_submissions
 from app.throughput import first_eta, measured_speed
+from core import lifecycle
+from core.db import METRIC_FIELDS, Metric, Run, RunStatus
+from core.paths import checkpoint_file, run_dir
+from core.queue import enqueue
 from trainer.config import TrainConfig
 
 router = APIRouter(prefix="/api", tags=["runs"])

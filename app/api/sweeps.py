@@ -11,10 +11,8 @@ from fastapi.responses import Response
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import func, select
 
-from app import lifecycle
 from app.api.deps import SessionDep, SettingsDep, SweepDep, fast_json
 from app.api.runs import csv_response
-from app.db import ACTIVE, RETRYABLE, Run, RunStatus, Sweep
 from app.grid import (
     PRESETS,
     REPORT_BASELINE,
@@ -24,7 +22,6 @@ from app.grid import (
     field_value,
     normalised_grid,
 )
-from app.queue import enqueue
 from app.schemas import (
     GUARDED,
     NOT_FOUND,
@@ -40,6 +37,9 @@ from app.schemas import (
 from app.security import limit_submissions
 from app.stats import best_cell, progress, summarize
 from app.throughput import Speed, images_per_epoch, measured_speed
+from core import lifecycle
+from core.db import ACTIVE, RETRYABLE, Run, RunStatus, Sweep
+from core.queue import enqueue
 from trainer.config import TrainConfig
 
 router = APIRouter(prefix="/api", tags=["sweeps"])

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 from sqlalchemy import func, select
 
-from app import lifecycle
-from app.db import Metric, Run, new_session
+from core import lifecycle
+from core.db import Metric, Run, new_session
 from tests.conftest import TINY, record_epochs
 from trainer.results import EpochMetrics
 

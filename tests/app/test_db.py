@@ -6,7 +6,7 @@ import pytest
 from sqlalchemy import update
 from sqlalchemy.exc import StatementError
 
-from app.db import Run, RunStatus, new_session
+from core.db import Run, RunStatus, new_session
 from tests.conftest import TINY
 
 

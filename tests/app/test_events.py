@@ -13,9 +13,9 @@ import pytest
 import uvicorn
 from sqlalchemy import event, update
 
-from app import lifecycle
-from app.db import Run, RunStatus, get_engine, new_session
 from app.hub import EventHub
+from core import lifecycle
+from core.db import Run, RunStatus, get_engine, new_session
 from tests.conftest import TINY, free_port, record_epochs, wait_for
 from trainer.config import TrainConfig
 from trainer.results import EpochMetrics
@@ -240,7 +240,7 @@ def test_forty_open_streams_hold_no_database_connection_and_lists_still_answer(s
 @pytest.fixture
 def database(tmp_path, monkeypatch):
     """A SQLite file and no app: only the hub runs statements."""
-    from app.config import get_settings
+    from core.config import get_settings
 
     monkeypatch.setenv("RESNET_LAB_HOME", str(tmp_path))
     monkeypatch.delenv("DATABASE_URL", raising=False)

@@ -23,7 +23,7 @@ import pytest
 from tests.conftest import ROOT, TINY, free_port, wait_for
 
 # What `pip install .` reads from the repository.
-SOURCES = ("pyproject.toml", "README.md", "app", "trainer", "worker", "templates")
+SOURCES = ("pyproject.toml", "README.md", "app", "core", "trainer", "worker", "templates")
 # Folders whose every file the dashboard needs at run time, and where the wheel puts them.
 DATA_FOLDERS = {"app/static": "app/static", "app/data": "app/data", "templates": "app/templates"}
 
@@ -87,7 +87,7 @@ def test_wheel_carries_every_package_template_and_static_file(wheel):
     # Every Python package (static and data folders are checked file by file below).
     expected = {
         str(init.parent.relative_to(ROOT)).replace("/", ".")
-        for top in ("app", "trainer", "worker")
+        for top in ("app", "core", "trainer", "worker")
         for init in (ROOT / top).rglob("__init__.py")
     } | {"app.templates"}
     assert expected <= packages, f"missing from the wheel: {expected - packages}"

@@ -13,8 +13,8 @@ from alembic.script import ScriptDirectory
 from sqlalchemy import MetaData, create_engine, func, select
 from sqlalchemy.engine import Connection
 
-from app import lifecycle, migrate
-from app.db import Base, Metric, Run, RunStatus, Sweep, WorkerSeen, make_engine, new_session
+from core import lifecycle, migrate
+from core.db import Base, Metric, Run, RunStatus, Sweep, WorkerSeen, make_engine, new_session
 from tests.conftest import ROOT
 from trainer.config import TrainConfig
 from trainer.results import EpochMetrics

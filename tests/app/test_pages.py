@@ -18,7 +18,7 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
 from app import auth, pages
-from app.config import Settings, get_settings
+from core.config import Settings, get_settings
 
 PAGES = [
     "/",

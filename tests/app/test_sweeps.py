@@ -8,7 +8,7 @@ from contextlib import contextmanager
 import pytest
 from sqlalchemy import event, select
 
-from app.db import Run, get_engine, new_session
+from core.db import Run, get_engine, new_session
 from tests.app.test_api import count_runs
 from tests.conftest import TINY
 

@@ -7,7 +7,7 @@ from collections.abc import Iterator
 import pytest
 from sqlalchemy import func, select
 
-from app.db import Metric, Run, Sweep, new_session
+from core.db import Metric, Run, Sweep, new_session
 
 
 @pytest.fixture(autouse=True)

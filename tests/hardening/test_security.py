@@ -21,10 +21,10 @@ from kombu.serialization import prepare_accept_content
 from sqlalchemy import select, update
 
 from app import security
-from app.config import get_settings
-from app.db import LoginSession, Run, new_session, utcnow
-from app.paths import run_dir
 from app.security import AUTH_COOKIE, CSRF_COOKIE, SubmissionLimiter
+from core.config import get_settings
+from core.db import LoginSession, Run, new_session, utcnow
+from core.paths import run_dir
 from tests.conftest import TINY
 from tests.hardening.conftest import stored_rows
 

@@ -1,4 +1,4 @@
-"""Alembic's entry point. `app.migrate` hands it an open connection (inside its lock and
+"""Alembic's entry point. `core.migrate` hands it an open connection (inside its lock and
 transaction); the `alembic` command line, run from a checkout, connects to the database that
 the settings name (DATABASE_URL, or the SQLite file in RESNET_LAB_HOME)."""
 
@@ -7,7 +7,7 @@ from __future__ import annotations
 from alembic import context
 from alembic.script import ScriptDirectory
 
-from app.db import Base, UTCDateTime
+from core.db import Base, UTCDateTime
 
 config = context.config
 
@@ -45,7 +45,7 @@ def run(connection) -> None:
 
 
 def database_url() -> str:
-    from app.config import get_settings
+    from core.config import get_settings
 
     return config.get_main_option("sqlalchemy.url") or get_settings().resolved_database_url
 
@@ -57,7 +57,7 @@ if context.is_offline_mode():  # `alembic upgrade head --sql`: print the SQL, to
 elif (connection := config.attributes.get("connection")) is not None:
     run(connection)
 else:
-    from app.migrate import locked, migration_engine
+    from core.migrate import locked, migration_engine
 
     engine = migration_engine(database_url())
     try:

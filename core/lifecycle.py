@@ -21,7 +21,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
-from app.db import ACTIVE, RETRYABLE, Metric, Run, RunStatus, Sweep, WorkerSeen, utcnow
+from core.db import ACTIVE, RETRYABLE, Metric, Run, RunStatus, Sweep, WorkerSeen, utcnow
 from trainer.config import TrainConfig
 from trainer.results import EpochMetrics, RunResult
 

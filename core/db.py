@@ -215,12 +215,12 @@ def make_engine(url: str) -> Engine:
 
 @lru_cache
 def engine_for(url: str) -> Engine:
-    # The tables come from the migrations (app/migrate.py), never from here.
+    # The tables come from the migrations (core/migrate.py), never from here.
     return make_engine(url)
 
 
 def get_engine() -> Engine:
-    from app.config import get_settings
+    from core.config import get_settings
 
     settings = get_settings()
     if settings.resolved_database_url.startswith("sqlite"):

@@ -4,7 +4,7 @@ Revision ID: 0001
 Revises:
 Create Date: 2026-11-29
 
-A database made by that release has exactly these tables: `app.migrate` stamps it 0001
+A database made by that release has exactly these tables: `core.migrate` stamps it 0001
 instead of running this.
 """
 

@@ -1,4 +1,4 @@
-"""The schema belongs to Alembic: the revisions in app/migrations, applied by `upgrade(url)`.
+"""The schema belongs to Alembic: the revisions in core/migrations, applied by `upgrade(url)`.
 
 `resnet-lab db upgrade` calls it, and so do `serve` and `worker` as they start, so several
 processes may call it at once: the upgrade runs in one transaction under a lock (an
@@ -41,7 +41,7 @@ def head() -> str:
 
 
 def migration_engine(url: str) -> Engine:
-    """An engine for migrating only, unlike app.db's: on SQLite, foreign keys stay off (a
+    """An engine for migrating only, unlike core.db's: on SQLite, foreign keys stay off (a
     revision that copies `runs` to alter it would otherwise cascade-delete every epoch) and
     pysqlite leaves transactions to us, so that `locked` can make DDL transactional too."""
     if not url.startswith("sqlite"):
