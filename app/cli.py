@@ -127,15 +127,30 @@ def worker(args: argparse.Namespace) -> int:
         os.environ["CUDA_VISIBLE_DEVICES"] = str(args.gpu)
     _set_home(args.home)
     from core.config import get_settings
-    from core.supervisor import Supervisor, run_until_signalled
+    from core.supervisor import Supervisor, run_until_signalled, share_threads
 
     _upgrade_database()
-    name = args.name or (f"gpu{args.gpu}@%h" if args.gpu is not None else "worker@%h")
-    # The Celery worker runs as a child: one that dies in native code or gives up a stalled
+    base = args.name or (f"gpu{args.gpu}@%h" if args.gpu is not None else "worker@%h")
+    node, _, host = base.partition("@")
+    # --slots K: K worker processes on one device (CUDA MPS, when its daemon runs, lets their
+    # kernels overlap), each with its share of the CPU cores.
+    names = (
+        [base] if args.slots == 1 else [f"{node}-slot{i}@{host or '%h'}" for i in range(args.slots)]
+    )
+    threads = str(share_threads(args.slots))
+
+    def env_for(_i: int) -> dict[str, str]:
+        env = os.environ.copy()
+        if args.slots > 1:
+            env.setdefault("OMP_NUM_THREADS", threads)
+        env["RESNET_LAB_PACK"] = str(args.pack)  # read by core.config: runs trained together
+        return env
+
+    # Each Celery worker runs as a child: one that dies in native code or gives up a stalled
     # run is replaced, and stopping is bounded (core.supervisor).
     supervisor = Supervisor(
-        [worker_command(name, args.loglevel.upper())],
-        lambda _i: os.environ.copy(),
+        [worker_command(name, args.loglevel.upper()) for name in names],
+        env_for,
         grace=get_settings().stop_grace,
     )
     return run_until_signalled(supervisor)
@@ -180,6 +195,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--gpu", type=int, help="pin to this GPU (sets CUDA_VISIBLE_DEVICES)")
     p.add_argument("--home", help="folder for the database, checkpoints and datasets")
     p.add_argument("--name", help="Celery node name (default gpuN@host or worker@host)")
+    p.add_argument(
+        "--slots", type=int, default=1, help="worker processes sharing the device (default 1)"
+    )
+    p.add_argument(
+        "--pack",
+        type=int,
+        default=1,
+        help="train up to this many compatible queued runs together as one packed network "
+        "(same dataset, width, batch size, precision; default 1)",
+    )
     p.add_argument("--loglevel", default="info", choices=["debug", "info", "warning", "error"])
     p.set_defaults(func=worker)
 
@@ -199,6 +224,9 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--port: must be in 1..65535")
     if getattr(args, "gpu", None) is not None and args.gpu < 0:
         parser.error("--gpu: must be 0 or more")
+    for flag in ("slots", "pack"):
+        if not 1 <= getattr(args, flag, 1) <= 64:
+            parser.error(f"--{flag}: must be in 1..64")
     return args.func(args)
 
 

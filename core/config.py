@@ -37,6 +37,9 @@ class Settings(BaseSettings):
     # A running run whose heartbeat is fresh but that finished no batch for the larger of this
     # and 20 median batch times is failed as stalled, and its worker process replaced.
     stall_timeout: float = Field(600.0, gt=0, validation_alias=_env("STALL_TIMEOUT"))
+    # Up to this many compatible queued runs train together in one packed network
+    # (`resnet-lab worker --pack K` sets it for its worker processes).
+    pack: int = Field(1, ge=1, le=64, validation_alias=_env("RESNET_LAB_PACK"))
     # A worker writes a run's checkpoint at most this often (and after its last epoch, and
     # when stopped between epochs): a 90 MB write after every 1-2 s GPU epoch costs more than
     # the epoch. After a crash, the epochs since the last checkpoint are trained again.

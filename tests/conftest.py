@@ -188,11 +188,22 @@ class Service:
         self.workers: list[subprocess.Popen] = []
         self.client = None
 
-    def start_worker(self, name: str | None = None) -> subprocess.Popen:
+    def start_worker(self, name: str | None = None, *options: str) -> subprocess.Popen:
+        """`resnet-lab worker` with this node name and extra options (--slots, --pack)."""
         name = name or f"w{len(self.workers)}@test"
         log = open(self.home / f"{name.split('@')[0]}.log", "ab")
         proc = subprocess.Popen(
-            [sys.executable, "-m", "app.cli", "worker", "--name", name, "--loglevel", "info"],
+            [
+                sys.executable,
+                "-m",
+                "app.cli",
+                "worker",
+                "--name",
+                name,
+                "--loglevel",
+                "info",
+                *options,
+            ],
             env=self.env,
             cwd=ROOT,
             stdout=log,

@@ -240,11 +240,13 @@ def test_forty_open_streams_hold_no_database_connection_and_lists_still_answer(s
 @pytest.fixture
 def database(tmp_path, monkeypatch):
     """A SQLite file and no app: only the hub runs statements."""
+    from core import migrate
     from core.config import get_settings
 
     monkeypatch.setenv("RESNET_LAB_HOME", str(tmp_path))
     monkeypatch.delenv("DATABASE_URL", raising=False)
     get_settings.cache_clear()
+    migrate.upgrade(get_settings().resolved_database_url)
     yield get_engine()
     get_settings.cache_clear()
 
