@@ -58,19 +58,20 @@ class Watch:
 
 
 class Heartbeat(threading.Thread):
-    """Writes the heartbeat (with progress) every `interval`, checks for a cancel every
-    `poll` seconds, and gives up a stuck run.
+    """For the runs one worker process trains (one, or the members of a pack): writes each
+    heartbeat (with progress) every `interval`, checks for cancels every `poll` seconds, and
+    gives up stuck runs.
 
-    `stop_requested` is set when a cancel was asked for or the run is no longer this owner's
-    (another worker took it over): the trainer then stops between batches. When no batch has
-    finished for `lifecycle.stall_limit`, the run is failed as stalled and `on_stall` runs:
-    in a worker it ends the process, since a thread stuck in native code cannot be stopped.
+    `stop_requested[run_id]` is set when a cancel was asked for or the run is no longer this
+    owner's (another worker took it over; `superseded[run_id]` says which): the trainer then
+    stops that run between batches. When no batch has finished for `lifecycle.stall_limit`,
+    every run still owned is failed as stalled and `on_stall` runs: in a worker it ends the
+    process, since a thread stuck in native code cannot be stopped.
     """
 
     def __init__(
         self,
-        run_id: int,
-        owner: lifecycle.Owner,
+        owners: dict[int, lifecycle.Owner],
         watch: Watch,
         *,
         interval: float,
@@ -78,17 +79,22 @@ class Heartbeat(threading.Thread):
         on_stall: Callable[[], None] | None = None,
         poll: float = 1.0,
     ):
-        super().__init__(name=f"heartbeat-{run_id}", daemon=True)
-        self.run_id = run_id
-        self.owner = owner
+        super().__init__(name=f"heartbeat-{min(owners)}", daemon=True)
+        self.owners = dict(owners)
         self.watch = watch
         self.interval = interval
         self.stall_timeout = stall_timeout
         self.on_stall = on_stall or _exit_process
         self.poll = min(poll, interval)
-        self.stop_requested = threading.Event()
-        self.superseded = threading.Event()
+        self.stop_requested = {run_id: threading.Event() for run_id in owners}
+        self.superseded = {run_id: threading.Event() for run_id in owners}
+        self.finished: set[int] = set()  # runs that left: no more heartbeats for them
         self._done = threading.Event()
+
+    def lose(self, run_id: int) -> None:
+        """The run is no longer this worker's: stop it and never write to it again."""
+        self.superseded[run_id].set()
+        self.stop_requested[run_id].set()
 
     def run(self) -> None:
         last_beat = time.monotonic()
@@ -97,19 +103,25 @@ class Heartbeat(threading.Thread):
                 with new_session() as session:
                     if self._stalled(session):
                         return
-                    if time.monotonic() - last_beat >= self.interval:
-                        owned = lifecycle.heartbeat(
-                            session, self.run_id, self.owner, self.watch.progress()
-                        )
+                    beat = time.monotonic() - last_beat >= self.interval
+                    progress = self.watch.progress()
+                    for run_id, owner in self._live():
+                        if beat and not lifecycle.heartbeat(session, run_id, owner, progress):
+                            self.lose(run_id)
+                        if lifecycle.cancel_requested(session, run_id):
+                            self.stop_requested[run_id].set()
+                    if beat:
                         last_beat = time.monotonic()
-                        if not owned:
-                            self.superseded.set()
-                            self.stop_requested.set()
-                    if lifecycle.cancel_requested(session, self.run_id):
-                        self.stop_requested.set()
             except Exception:  # a database hiccup must not kill the run; retry next tick
-                log.debug("heartbeat of run %s failed; retrying", self.run_id, exc_info=True)
+                log.debug("heartbeat of runs %s failed; retrying", list(self.owners), exc_info=True)
                 continue
+
+    def _live(self) -> list[tuple[int, lifecycle.Owner]]:
+        return [
+            (run_id, owner)
+            for run_id, owner in self.owners.items()
+            if run_id not in self.finished and not self.superseded[run_id].is_set()
+        ]
 
     def _stalled(self, session) -> bool:
         if self.watch.started is None or self._done.is_set():
@@ -119,8 +131,10 @@ class Heartbeat(threading.Thread):
         if idle < limit:
             return False
         message = f"stalled: no batch finished in {idle:.0f} s (limit {limit:.0f} s)"
-        log.error("run %s %s; giving it up and replacing this worker process", self.run_id, message)
-        lifecycle.fail(session, self.run_id, message, self.owner)
+        live = self._live()
+        log.error("runs %s %s; giving up and replacing this worker process", live, message)
+        for run_id, owner in live:
+            lifecycle.fail(session, run_id, message, owner)
         self.on_stall()
         return True
 

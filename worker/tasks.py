@@ -1,5 +1,6 @@
 """The one task: train a run. Like a web view, it loads the row, calls the library,
-records the outcome; the heavy lifting is `trainer.train`."""
+records the outcome; the heavy lifting is `trainer.train` (or `trainer.packed.train_packed`
+when the worker packs compatible queued runs together: `resnet-lab worker --pack K`)."""
 
 from __future__ import annotations
 
@@ -9,16 +10,19 @@ import socket
 import threading
 import time
 import traceback
+from dataclasses import dataclass
+from pathlib import Path
 
 from celery.signals import worker_shutting_down
+from sqlalchemy import select
 
 from core import lifecycle
-from core.config import get_settings
+from core.config import Settings, get_settings
 from core.db import ACTIVE, Run, RunStatus, new_session
 from core.paths import run_dir
 from core.queue import enqueue
 from trainer.config import TrainConfig
-from trainer.results import EpochMetrics
+from trainer.results import EpochMetrics, RunResult
 from worker import faults
 from worker.celery_app import TRAIN_TASK, celery_app
 from worker.heartbeat import Heartbeat, Watch
@@ -28,6 +32,9 @@ log = logging.getLogger(__name__)
 # Set when the worker is asked to shut down (SIGTERM, Ctrl-C): the run in progress stops
 # between batches and goes back to the queue, instead of holding the shutdown for hours.
 shutting_down = threading.Event()
+
+# How many queued runs a packing worker looks through for companions of the run it took.
+COMPANION_SCAN = 200
 
 
 @worker_shutting_down.connect
@@ -45,63 +52,69 @@ def train_run(run_id: int) -> str:
     return run_one(int(run_id))
 
 
+@dataclass
+class Member:
+    """A run this worker owns, with what training it needs."""
+
+    run_id: int
+    owner: lifecycle.Owner
+    config: TrainConfig
+    checkpoint_dir: Path
+
+
 class StopCheck:
-    """The trainer's should_stop: cancel, takeover or shutdown, read from flags the heartbeat
+    """A run's should_stop: cancel, takeover or shutdown, read from flags the heartbeat
     thread sets. After a gap long enough for another worker to have taken the run over (this
     process was stopped, or swapped out), ownership is checked in the database before the
     trainer goes on, so a woken worker never writes a checkpoint over the new owner's."""
 
-    def __init__(self, run_id: int, owner: lifecycle.Owner, beat: Heartbeat, verify_after: float):
-        self.run_id = run_id
-        self.owner = owner
+    def __init__(self, member: Member, beat: Heartbeat, verify_after: float):
+        self.member = member
         self.beat = beat
         self.verify_after = verify_after
         self.last_call: float | None = None
 
     def __call__(self) -> bool:
         self.beat.watch.training_started()
+        run_id = self.member.run_id
         now = time.monotonic()
         if self.last_call is not None and now - self.last_call > self.verify_after:
             with new_session() as session:
-                if not lifecycle.owns(session, self.run_id, self.owner):
-                    self.beat.superseded.set()
-                    self.beat.stop_requested.set()
+                if not lifecycle.owns(session, run_id, self.member.owner):
+                    self.beat.lose(run_id)
         self.last_call = now
-        return self.beat.stop_requested.is_set() or shutting_down.is_set()
+        return self.beat.stop_requested[run_id].is_set() or shutting_down.is_set()
 
 
 def run_one(run_id: int) -> str:
-    """Train one run to the end; returns what became of it (for logs and tests)."""
+    """Train one run (with its pack companions, if packing) to the end; returns what became
+    of the run the task named (for logs and tests)."""
     settings = get_settings()
     if shutting_down.is_set():
         enqueue([run_id])  # taken while shutting down: leave it to the next worker
         return "requeued"
     with new_session() as session:
-        run = session.get(Run, run_id)
-        if run is None:
-            return "missing"
-        if run.cancel_requested and run.status in ACTIVE:
-            lifecycle.mark_cancelled(session, run_id)
-            return "cancelled"
-        # A redelivered task for a run another worker is still beating on exits here.
-        owner = lifecycle.claim(session, run_id, worker_name(), settings.heartbeat_timeout)
-        if owner is None:
-            return "skipped"
-        config = TrainConfig.model_validate(run.config)
-        checkpoint_dir = run_dir(settings.resolved_runs_dir, run_id)
-        lifecycle.set_checkpoint(session, run_id, str(checkpoint_dir), owner)
+        first = _claim(session, run_id, settings)
+        if not isinstance(first, Member):
+            return first
+        members = [first]
+        if settings.pack > 1:
+            members += _claim_companions(session, first, settings)
 
-    log.info("run %s (attempt %s): training %s", run_id, owner.attempt, config.model_dump_json())
+    log.info(
+        "runs %s: training %s",
+        [m.run_id for m in members],
+        first.config.model_dump_json() if len(members) == 1 else f"a pack of {len(members)}",
+    )
     watch = Watch()
     beat = Heartbeat(
-        run_id,
-        owner,
+        {m.run_id: m.owner for m in members},
         watch,
         interval=settings.heartbeat_interval,
         stall_timeout=settings.stall_timeout,
     )
     beat.start()
-    should_stop = StopCheck(run_id, owner, beat, verify_after=settings.heartbeat_timeout / 2)
+    checks = [StopCheck(m, beat, verify_after=settings.heartbeat_timeout / 2) for m in members]
     inject = faults.injector(settings.test_fault, settings.home_dir)
 
     def on_batch() -> None:
@@ -109,38 +122,116 @@ def run_one(run_id: int) -> str:
         if inject is not None:
             inject(watch.batches)
 
-    def on_epoch(metrics: EpochMetrics) -> None:
+    def on_epoch(i: int, metrics: EpochMetrics) -> None:
+        member = members[i]
         with new_session() as session:
-            if not lifecycle.record_epoch(session, run_id, metrics, owner):
-                beat.superseded.set()
-                beat.stop_requested.set()
+            if not lifecycle.record_epoch(session, member.run_id, metrics, member.owner):
+                beat.lose(member.run_id)
 
     try:
-        from trainer.loop import train  # torch loads here, in the worker only
         from trainer.precision import describe_environment, select_runtime
 
         with new_session() as session:  # the run page shows what it trains on from the start
-            environment = describe_environment(select_runtime(config))
-            lifecycle.set_environment(session, run_id, environment, owner)
-        result = train(
-            config,
-            on_epoch=on_epoch,
-            should_stop=should_stop,
-            on_batch=on_batch,
-            checkpoint_dir=checkpoint_dir,
-            checkpoint_seconds=settings.checkpoint_seconds,
-            data_dir=settings.resolved_data_dir,
-        )
+            environment = describe_environment(select_runtime(first.config))
+            for m in members:
+                lifecycle.set_environment(session, m.run_id, environment, m.owner)
+        outcomes: dict[int, str] = {}
+
+        def on_leave(i: int, result: RunResult) -> None:
+            # A member that leaves a pack is recorded at once: it gets no heartbeat after.
+            outcomes[i] = _record_outcome(members[i], result, beat)
+            beat.finished.add(members[i].run_id)
+
+        results = _train(members, settings, checks, on_batch, on_epoch, on_leave)
     except Exception as exc:
-        log.exception("run %s failed", run_id)
+        log.exception("runs %s failed", [m.run_id for m in members])
         message = f"{type(exc).__name__}: {exc}\n\n{traceback.format_exc(limit=8)}"
         with new_session() as session:
-            lifecycle.fail(session, run_id, message, owner)
+            for m in members:
+                lifecycle.fail(session, m.run_id, message, m.owner)  # refused once finished
         return "failed"
     finally:
         beat.close()
 
-    if beat.superseded.is_set():
+    for i, result in enumerate(results):
+        if i not in outcomes:
+            outcomes[i] = _record_outcome(members[i], result, beat)
+    return outcomes[0]
+
+
+def _claim(session, run_id: int, settings: Settings) -> Member | str:
+    run = session.get(Run, run_id)
+    if run is None:
+        return "missing"
+    if run.cancel_requested and run.status in ACTIVE:
+        lifecycle.mark_cancelled(session, run_id)
+        return "cancelled"
+    # A redelivered task for a run another worker is still beating on exits here.
+    owner = lifecycle.claim(session, run_id, worker_name(), settings.heartbeat_timeout)
+    if owner is None:
+        return "skipped"
+    checkpoint_dir = run_dir(settings.resolved_runs_dir, run_id)
+    lifecycle.set_checkpoint(session, run_id, str(checkpoint_dir), owner)
+    return Member(run_id, owner, TrainConfig.model_validate(run.config), checkpoint_dir)
+
+
+def _claim_companions(session, first: Member, settings: Settings) -> list[Member]:
+    """Up to pack - 1 more queued runs that can train in one network with `first`, claimed
+    with the same compare-and-set as any task; their own queue messages then find them
+    taken and do nothing."""
+    from trainer.packed import pack_key
+
+    key = pack_key(first.config)
+    queued = session.execute(
+        select(Run.id, Run.config)
+        .where(Run.status == RunStatus.queued, Run.cancel_requested.is_(False))
+        .order_by(Run.id)
+        .limit(COMPANION_SCAN)
+    ).all()
+    companions: list[Member] = []
+    for run_id, config in queued:
+        if len(companions) == settings.pack - 1:
+            break
+        if run_id == first.run_id or pack_key(TrainConfig.model_validate(config)) != key:
+            continue
+        member = _claim(session, run_id, settings)
+        if isinstance(member, Member):
+            companions.append(member)
+    return companions
+
+
+def _train(members, settings, checks, on_batch, on_epoch, on_leave) -> list[RunResult]:
+    common = dict(
+        on_batch=on_batch,
+        checkpoint_seconds=settings.checkpoint_seconds,
+        data_dir=settings.resolved_data_dir,
+    )
+    if len(members) == 1:
+        from trainer.loop import train  # torch loads here, in the worker only
+
+        result = train(
+            members[0].config,
+            on_epoch=lambda metrics: on_epoch(0, metrics),
+            should_stop=checks[0],
+            checkpoint_dir=members[0].checkpoint_dir,
+            **common,
+        )
+        return [result]
+    from trainer.packed import train_packed
+
+    return train_packed(
+        [m.config for m in members],
+        on_epoch=on_epoch,
+        should_stop=lambda i: checks[i](),
+        on_leave=on_leave,
+        checkpoint_dirs=[m.checkpoint_dir for m in members],
+        **common,
+    )
+
+
+def _record_outcome(member: Member, result: RunResult, beat: Heartbeat) -> str:
+    run_id, owner = member.run_id, member.owner
+    if beat.superseded[run_id].is_set():
         log.warning("run %s was taken over by another worker; leaving it to them", run_id)
         return "superseded"
     with new_session() as session:
