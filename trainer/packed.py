@@ -24,12 +24,12 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from trainer.augment import augment, to_float
+from trainer.augment import to_float
 from trainer.config import TrainConfig
 from trainer.data import load_dataset
 from trainer.loop import EVAL_BATCH_SIZE, _channel_stats, _result
 from trainer.packed_members import Member, Pack, start_member
-from trainer.packed_optim import packed_train_step
+from trainer.packed_step import packed_batch, packed_train_step
 from trainer.precision import Runtime, select_runtime
 from trainer.results import EpochMetrics, RunResult
 
@@ -158,13 +158,11 @@ def train_packed(
                 pack.set_lr()
 
             # --- one batch: each member's own images and augmentation, side by side ---
-            xs, ys = [], []
-            for member in pack.members:
-                idx = member.order[pos : pos + batch]
-                xs.append(normalize(augment(train_x[idx], member.config, member.augment_gen)))
-                ys.append(train_y[idx])
-            x = torch.cat(xs, dim=1).contiguous(memory_format=runtime.memory_format)
-            y = torch.stack(ys, dim=1)
+            x, y = packed_batch(
+                train_x, train_y, [m.order for m in pack.members], pos, batch,
+                [m.config for m in pack.members], [m.augment_gen for m in pack.members],
+                normalize, runtime.memory_format,
+            )  # fmt: skip
             losses, logits = packed_train_step(pack.forward, pack.optimizer, runtime, x, y)
             # Sums stay on the device: no host sync per batch.
             pack.loss_sums += losses * len(y)

@@ -20,7 +20,7 @@ from trainer import checkpoint
 from trainer.config import TrainConfig
 from trainer.model import ResNet18, build_model
 from trainer.packed_model import PackedResNet18
-from trainer.packed_optim import PackedSGD
+from trainer.packed_step import PackedSGD
 from trainer.precision import Runtime
 from trainer.results import EpochMetrics
 from trainer.schedule import lr_at_epoch, set_lr

@@ -1,6 +1,10 @@
-"""SGD for a pack, with each member's own lr, momentum and weight decay; and the packed step.
+"""The hot path of a pack: its batch, its step, and SGD with per-member hyperparameters.
 
-Same update as torch.optim.SGD (dampening 0, nesterov off) for every member k:
+Shared by trainer.packed and bench/pack_speed.py, which therefore times exactly this code;
+torch only (no pydantic), like trainer.step.
+
+PackedSGD has each member's own lr, momentum and weight decay, and the update of
+torch.optim.SGD (dampening 0, nesterov off) for every member k:
 
     g = grad + weight_decay_k * p;  buf = momentum_k * buf + g;  p = p - lr_k * buf
 
@@ -8,7 +12,7 @@ where torch starts buf at the first g: here it starts at zero, and momentum_k * 
 exactly. Every packed tensor is split once into its K member blocks (dense views along dim
 0), so one multi-tensor (_foreach) kernel updates all blocks of all tensors with per-block
 scalars: a handful of fused launches per step, and no host sync (the scalars are Python
-floats, passed as kernel arguments). Torch only, like trainer.step.
+floats, passed as kernel arguments).
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ from collections.abc import Callable, Sequence
 import torch
 import torch.nn.functional as F
 
+from trainer.augment import augment
 from trainer.precision import Runtime
 
 
@@ -83,6 +88,30 @@ class PackedSGD:
         if not self.started[k] or self.momentum[k] == 0:
             return None  # torch.optim.SGD keeps no buffer before a step or without momentum
         return [b.chunk(self.members)[k] for b in self.buffers]
+
+
+def packed_batch(
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    orders: Sequence[torch.Tensor],
+    start: int,
+    size: int,
+    configs: Sequence,
+    generators: Sequence[torch.Generator],
+    normalize: Callable[[torch.Tensor], torch.Tensor],
+    memory_format: torch.memory_format,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Each member's batch as trainer.loop gathers it, side by side: (B x 3K x H x W, B x K).
+
+    Member k takes images orders[k][start : start + size], augmented per its configs[k]
+    (anything with TrainConfig's augmentation fields) with its own generators[k].
+    """
+    xs, ys = [], []
+    for order, config, generator in zip(orders, configs, generators):
+        idx = order[start : start + size]
+        xs.append(normalize(augment(images[idx], config, generator)))
+        ys.append(labels[idx])
+    return torch.cat(xs, dim=1).contiguous(memory_format=memory_format), torch.stack(ys, dim=1)
 
 
 def packed_train_step(
