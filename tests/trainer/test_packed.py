@@ -46,6 +46,15 @@ def one_step_configs() -> list[TrainConfig]:
     return [TrainConfig(**{**ONE_STEP_EPOCHS, **m}) for m in MEMBERS]
 
 
+@pytest.fixture(autouse=True)
+def one_thread():
+    """One torch thread: these tests share a small machine with others."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture
 def float64():
     """Train in float64, so that packed and separate runs agree to rounding (~1e-14)."""
@@ -214,18 +223,18 @@ def test_members_with_different_epochs_leave_when_done(tiny_config):
 
 def test_packed_digits_grid_reaches_the_accuracy_of_separate_runs():
     base = dict(
-        dataset="digits", width=8, epochs=4, batch_size=64, lr=0.05, train_limit=512,
-        test_limit=200, augmentation="none", precision="fp32",
+        dataset="digits", width=8, epochs=3, batch_size=32, lr=0.05, train_limit=320,
+        test_limit=100, augmentation="none", precision="fp32",
     )  # fmt: skip
     configs = [TrainConfig(**base, activation=a, seed=s) for a in ("relu", "tanh") for s in (0, 1)]
     plain = [train(c).final_test_acc for c in configs]
     packed = [r.final_test_acc for r in train_packed(configs)]
-    for a in (0, 2):  # per activation: the two seeds
-        spread = max(abs(plain[a] - plain[a + 1]), 0.02)
+    for a in (0, 2):  # per activation, over its two seeds
+        spread = max(abs(plain[a] - plain[a + 1]), 0.05)
         mean_plain = statistics.mean(plain[a : a + 2])
         mean_packed = statistics.mean(packed[a : a + 2])
         assert abs(mean_packed - mean_plain) <= spread, (plain, packed)
-    assert min(packed) > 0.5, packed  # it learned: ten classes, chance is 0.1
+    assert min(packed) > 0.4, packed  # it learned: ten classes, chance is 0.1
 
 
 def test_pack_key_rejects_configs_that_cannot_share_a_pack(tiny_config):
