@@ -58,7 +58,9 @@ def augment(images: torch.Tensor, config: TrainConfig, generator: torch.Generato
 
 
 def to_float(x: torch.Tensor) -> torch.Tensor:
-    return x.float().div_(255) if x.dtype == torch.uint8 else x.float()
+    # The default dtype (float32 unless a caller changed it): float64 tests train in float64.
+    dtype = torch.get_default_dtype()
+    return x.to(dtype).div_(255) if x.dtype == torch.uint8 else x.to(dtype)
 
 
 def _uniform(n: int, low: float, high: float, like: torch.Tensor, gen: torch.Generator):
