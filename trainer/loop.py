@@ -29,7 +29,7 @@ from trainer.model import build_model
 from trainer.precision import Runtime, describe_environment, select_runtime
 from trainer.results import EpochMetrics, RunResult
 from trainer.schedule import lr_at_epoch, set_lr
-from trainer.step import train_step
+from trainer.step import make_sgd, train_step
 
 EVAL_BATCH_SIZE = 1024
 
@@ -174,14 +174,7 @@ def _fresh_state(config: TrainConfig, runtime: Runtime, num_classes: int) -> _St
     """The model and optimizer at step 0, and the seeded generators."""
     torch.manual_seed(config.seed)  # weight init
     model = build_model(config, num_classes).to(runtime.device, memory_format=runtime.memory_format)
-    optimizer = torch.optim.SGD(
-        model.parameters(),
-        lr=config.lr,
-        momentum=config.momentum,
-        weight_decay=config.weight_decay,
-        # One kernel for the whole update on CUDA instead of one per parameter tensor.
-        fused=runtime.device.type == "cuda",
-    )
+    optimizer = make_sgd(model.parameters(), config, runtime)
     return _State(
         model=model,
         optimizer=optimizer,

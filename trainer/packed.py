@@ -77,15 +77,22 @@ def train_packed(
     *,
     on_epoch: Callable[[int, EpochMetrics], None] | None = None,
     should_stop: Callable[[int], bool] | None = None,
+    on_batch: Callable[[], None] | None = None,
+    on_leave: Callable[[int, RunResult], None] | None = None,
     checkpoint_dirs: Sequence[str | Path | None] | None = None,
+    checkpoint_seconds: float = 0.0,
     data_dir: str | Path | None = None,
     progress: bool = False,
 ) -> list[RunResult]:
     """Train and test the configs as one pack; one RunResult per config, in order.
 
-    on_epoch(i, metrics) and should_stop(i) are trainer.train's callbacks for member i.
-    checkpoint_dirs[i] (None: no checkpoints) is member i's checkpoint directory, resumed
-    from if it holds a checkpoint. EpochMetrics.seconds is the pack's wall time for the
+    on_epoch(i, metrics) and should_stop(i) are trainer.train's callbacks for member i
+    (should_stop is also asked before member i's checkpoint write); on_batch() after every
+    packed batch; on_leave(i, result) as soon as member i leaves the pack (done or stopped),
+    with the RunResult the returned list will hold. checkpoint_dirs[i] (None: no
+    checkpoints) is member i's checkpoint directory, resumed from if it holds a checkpoint;
+    checkpoint_seconds throttles writes as in trainer.train (a member's last epoch and a
+    stop between epochs are always written). EpochMetrics.seconds is the pack's wall time for the
     epoch and images_per_second the member's own images over it (the pack's is the sum).
     """
     check_packable(configs)
@@ -115,9 +122,38 @@ def train_packed(
         for i, (config, d) in enumerate(zip(configs, dirs))
     ]
 
+    def result(m: Member) -> RunResult:
+        return _result(
+            m.config, m.history, data.classes, m.confusion, runtime, m.warnings, m.stopped,
+            m.resumed_from, m.total_seconds,
+        )  # fmt: skip
+
     def leave(leaving: list[Member]) -> None:
         for member in leaving:
             member.total_seconds = member.elapsed_before + time.perf_counter() - started
+            if on_leave is not None:
+                on_leave(member.index, result(member))
+
+    saved_at = {m.index: m.epochs_done for m in members}
+    last_saved = time.monotonic()
+
+    def save(candidates: list[Member], force: bool = False) -> None:
+        """Checkpoint members with unsaved epochs, when due (or forced), unless told to stop."""
+        nonlocal last_saved
+        if not force and time.monotonic() - last_saved < checkpoint_seconds:
+            return
+        due = [
+            m for m in candidates
+            if m.checkpoint_dir is not None and saved_at[m.index] != m.epochs_done
+            and not (should_stop is not None and should_stop(m.index))
+        ]  # fmt: skip
+        if due:
+            if pack is not None:
+                pack.store()
+            for m in due:
+                m.save_checkpoint(time.perf_counter() - started)
+                saved_at[m.index] = m.epochs_done
+        last_saved = time.monotonic()
 
     active = [m for m in members if m.epochs_done < m.config.epochs]
     leave([m for m in members if m not in active])
@@ -148,6 +184,11 @@ def train_packed(
                 if pack is not None:
                     pack.store()
                     pack = None
+                if pos == 0:  # between epochs: the members' weights are their last epoch's
+                    for m in leaving:
+                        if m.checkpoint_dir is not None and saved_at[m.index] != m.epochs_done:
+                            m.save_checkpoint(time.perf_counter() - started)
+                            saved_at[m.index] = m.epochs_done
                 leave(leaving)
                 active = [m for m in active if not m.stopped]
                 if not active:
@@ -168,6 +209,8 @@ def train_packed(
             pack.loss_sums += losses * len(y)
             pack.corrects += (logits.argmax(2) == y).sum(0)
             batches.update(1)
+            if on_batch is not None:
+                on_batch()
             pos += batch
             if pos < n:
                 continue
@@ -176,13 +219,15 @@ def train_packed(
             pos = 0
             batches.close()
             batches = None
-            _end_epoch(pack, n, test_x, test_y, num_classes, runtime, normalize, started)
+            _end_epoch(pack, n, test_x, test_y, num_classes, runtime, normalize)
+            finished = [m for m in active if m.epochs_done == m.config.epochs]
+            save(finished, force=True)
+            save([m for m in active if m not in finished])
             for member in pack.members:
                 epochs_bar.update(1)
                 epochs_bar.set_postfix(test_acc=f"{member.history[-1].test_acc:.4f}")
                 if on_epoch is not None:
                     on_epoch(member.index, member.history[-1])
-            finished = [m for m in active if m.epochs_done == m.config.epochs]
             if finished:
                 pack.store()
                 pack = None
@@ -193,20 +238,7 @@ def train_packed(
             batches.close()
         epochs_bar.close()
 
-    return [
-        _result(
-            m.config,
-            m.history,
-            data.classes,
-            m.confusion,
-            runtime,
-            m.warnings,
-            m.stopped,
-            m.resumed_from,
-            m.total_seconds,
-        )  # fmt: skip
-        for m in members
-    ]
+    return [result(m) for m in members]
 
 
 def _end_epoch(
@@ -217,9 +249,8 @@ def _end_epoch(
     num_classes: int,
     runtime: Runtime,
     normalize: Callable[[torch.Tensor], torch.Tensor],
-    started: float,
 ) -> None:
-    """Each member's EpochMetrics into its history; its checkpoint, if it has a directory."""
+    """Each member's EpochMetrics into its history (checkpoints are the caller's)."""
     pack.flush_sums()
     members = pack.members
     loss_sums = torch.stack([m.loss_sum for m in members]).tolist()  # waits for the device
@@ -244,11 +275,6 @@ def _end_epoch(
         member.confusion = confusion
         member.epochs_done += 1
         member.order = None
-    if any(m.checkpoint_dir is not None for m in members):
-        pack.store()
-        for member in members:
-            if member.checkpoint_dir is not None:
-                member.save_checkpoint(time.perf_counter() - started)
 
 
 @torch.no_grad()

@@ -24,6 +24,7 @@ from trainer.packed_step import PackedSGD
 from trainer.precision import Runtime
 from trainer.results import EpochMetrics
 from trainer.schedule import lr_at_epoch, set_lr
+from trainer.step import make_sgd
 
 
 @dataclass(eq=False)
@@ -97,9 +98,7 @@ def start_member(
     """Weights, optimizer and generators as trainer.loop sets them up, resumed if it can."""
     torch.manual_seed(config.seed)  # weight init, as trainer.loop
     model = build_model(config, num_classes).to(runtime.device, memory_format=runtime.memory_format)
-    optimizer = torch.optim.SGD(
-        model.parameters(), lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay
-    )
+    optimizer = make_sgd(model.parameters(), config, runtime)
     member = Member(
         index=index,
         config=config,

@@ -32,3 +32,13 @@ def train_step(
     loss.backward()
     optimizer.step()
     return loss.detach(), logits.detach()
+
+
+def make_sgd(params, config, runtime: Runtime) -> torch.optim.SGD:
+    """The run's optimizer (trainer.loop and each packed member build it here, so their
+    checkpoints are interchangeable). `config` needs lr, momentum and weight_decay."""
+    # One fused kernel for the whole update on CUDA instead of one per parameter tensor.
+    fused = {"fused": True} if runtime.device.type == "cuda" else {}
+    return torch.optim.SGD(
+        params, lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay, **fused
+    )

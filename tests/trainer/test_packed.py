@@ -204,7 +204,9 @@ def test_a_member_that_stops_leaves_while_the_others_finish(tmp_path):
     results = train_packed(configs, should_stop=should_stop, checkpoint_dirs=dirs)
     assert [r.stopped_early for r in results] == [False, True, False]
     assert [len(r.epochs) for r in results] == [3, 1, 3]
-    assert calls == [9, 5, 9]  # before every batch of a member in the pack, as train
+    # Before every batch of a member in the pack and before each of its checkpoint writes,
+    # as train.
+    assert calls == [12, 5, 12]
     assert checkpoint.peek(dirs[1])["epoch"] == 1 and checkpoint.peek(dirs[0])["epoch"] == 3
     assert exact(results[1].epochs) == exact(whole[1].epochs[:1])
     for i in (0, 2):  # the others go on as in the whole pack (repacked: rounding aside)
