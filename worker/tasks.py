@@ -87,6 +87,7 @@ def run_one(run_id: int) -> str:
         owner = lifecycle.claim(session, run_id, worker_name(), settings.heartbeat_timeout)
         if owner is None:
             return "skipped"
+        lifecycle.worker_took(session, worker_name(), run_id)
         config = TrainConfig.model_validate(run.config)
         checkpoint_dir = run_dir(settings.resolved_runs_dir, run_id)
         lifecycle.set_checkpoint(session, run_id, str(checkpoint_dir), owner)
