@@ -95,7 +95,11 @@ registry = CollectorRegistry()
 registry.register(LabCollector())
 
 
-@router.get("/metrics", response_class=Response)
+@router.get(
+    "/metrics",
+    response_class=Response,
+    responses={200: {"content": {"text/plain": {}}, "description": "Prometheus text format"}},
+)
 def metrics() -> Response:
     """Prometheus exposition: resnet_lab_runs{status}, resnet_lab_queue_depth,
     resnet_lab_epochs_per_second, resnet_lab_worker_up{worker,host} and the live workers'
