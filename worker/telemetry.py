@@ -27,7 +27,10 @@ def _visible_gpu() -> str | None:
     if visible is None:
         return "0"
     first = visible.split(",")[0].strip()
-    return first or None  # "" (or "-1", refused by NVML below) hides the GPUs
+    # CUDA stops at the first entry that is neither an index nor a UUID: "" or "-1" hide all.
+    if first.isdigit() or first.startswith(("GPU-", "MIG-")):
+        return first
+    return None
 
 
 def _gpu_handle():
