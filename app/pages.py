@@ -122,6 +122,11 @@ def compare_page(request: Request, run_ids: str = "") -> HTMLResponse:
     return _render(request, "compare.html", "compare", run_ids=ids)
 
 
+@router.get("/workers", response_class=HTMLResponse)
+def workers_page(request: Request) -> HTMLResponse:
+    return _render(request, "workers.html", "workers")
+
+
 @router.get("/docs", response_class=HTMLResponse)
 def swagger_page(request: Request) -> HTMLResponse:
     """Swagger UI over /openapi.json, with its files and init script served from here."""

@@ -321,6 +321,46 @@ class HealthOut(BaseModel):
     db_connections_in_use: int
 
 
+class WorkerRunOut(BaseModel):
+    """The run a worker is training now."""
+
+    id: int
+    name: str | None
+    summary: str  # dataset · width · activation · LR ratio · augmentation · seed
+    epochs_done: int
+    epochs_total: int
+    heartbeat_at: datetime | None
+
+
+class WorkerOut(BaseModel):
+    name: str
+    host: str | None
+    pid: int | None
+    started_at: datetime | None
+    last_seen: datetime
+    heartbeat_age_seconds: float  # since the worker last reported in
+    device_kind: str | None  # "cuda" or "cpu"; null for a worker too old to report it
+    device_name: str | None
+    memory_used_bytes: int | None  # GPU memory; null on a CPU
+    memory_total_bytes: int | None
+    utilization: float | None  # percent: the GPU's, or on a CPU this process's CPU time
+    temperature_c: float | None
+    cpu_threads: int | None
+    run: WorkerRunOut | None
+
+
+class QueueOut(BaseModel):
+    depth: int  # runs queued, counted in the database
+    running: int
+    estimated_drain_seconds: float | None  # null when there is no honest estimate
+    basis: str  # what the estimate rests on, or why there is none
+
+
+class WorkersOut(BaseModel):
+    workers: list[WorkerOut]
+    queue: QueueOut
+
+
 # Error answers shared by the routes, so the OpenAPI schema documents them.
 NOT_FOUND = {404: {"model": ErrorOut, "description": "no such id"}}
 CONFLICT = {409: {"model": ErrorOut, "description": "the run's state forbids it"}}

@@ -16,7 +16,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from core.db import Run
+from core.db import ACTIVE, Run
 
 # (training images, test images) of each dataset.
 DATASET_SIZES = {
@@ -95,3 +95,42 @@ def first_eta(run: Run, speed: Speed | None) -> float | None:
     if speed is None:
         return None
     return run.epochs_total * images_per_epoch(run.config)[0] / speed.images_per_second
+
+
+@dataclass(frozen=True)
+class Drain:
+    seconds: float | None  # None: no honest estimate
+    basis: str
+
+
+def drain_estimate(session: Session, live_workers: int) -> Drain:
+    """Seconds until every queued and running run is done: their remaining epochs' training
+    images at the measured speed of each model width, shared by the live workers (each
+    assumed as fast as the measurement), and never less than the longest run left."""
+    rows = session.execute(
+        select(Run.config, Run.epochs_total, Run.epochs_done).where(
+            Run.status.in_([s.value for s in ACTIVE])
+        )
+    ).all()
+    if not rows:
+        return Drain(0.0, "nothing queued or running")
+    if live_workers == 0:
+        return Drain(None, "no live worker")
+    speeds: dict[int, Speed | None] = {}
+    total = longest = 0.0
+    for config, epochs_total, epochs_done in rows:
+        width = int(config.get("width", 64))
+        if width not in speeds:
+            speeds[width] = measured_speed(session, width)
+        speed = speeds[width]
+        if speed is None:
+            return Drain(None, "no run has been timed yet")
+        images = max(epochs_total - epochs_done, 0) * images_per_epoch(config)[0]
+        seconds = images / speed.images_per_second
+        total += seconds
+        longest = max(longest, seconds)
+    plural = "s" if live_workers != 1 else ""
+    bases = "; ".join(s.basis for s in speeds.values() if s is not None)
+    return Drain(
+        max(total / live_workers, longest), f"{bases}; shared by {live_workers} live worker{plural}"
+    )

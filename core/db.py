@@ -9,6 +9,7 @@ from functools import lru_cache
 
 from sqlalchemy import (
     JSON,
+    BigInteger,
     Boolean,
     DateTime,
     Enum,
@@ -155,12 +156,28 @@ class Metric(Base):
 
 
 class WorkerSeen(Base):
-    """Each worker process says it is alive here, every REAPER_INTERVAL."""
+    """Each worker process says it is alive here, every REAPER_INTERVAL, with what it runs
+    on. Every column but the name may be null: rows from before revision 0003, and a device
+    reading that failed, have none."""
 
     __tablename__ = "workers"
 
     name: Mapped[str] = mapped_column(String(200), primary_key=True)
     last_seen: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
+    started_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    host: Mapped[str | None] = mapped_column(String(200))
+    pid: Mapped[int | None] = mapped_column(Integer)
+    device_kind: Mapped[str | None] = mapped_column(String(16))  # "cuda" or "cpu"
+    device_name: Mapped[str | None] = mapped_column(String(200))
+    # BigInteger: a GPU's memory in bytes overflows PostgreSQL's 32-bit INTEGER.
+    memory_used_bytes: Mapped[int | None] = mapped_column(BigInteger)
+    memory_total_bytes: Mapped[int | None] = mapped_column(BigInteger)
+    utilization: Mapped[float | None] = mapped_column(Float)  # percent, GPU or process CPU
+    temperature_c: Mapped[float | None] = mapped_column(Float)
+    cpu_threads: Mapped[int | None] = mapped_column(Integer)
+    # The run this worker took last; it is training it only while the run is running with
+    # this worker as its owner (the API checks that against the runs table).
+    run_id: Mapped[int | None] = mapped_column(Integer)
 
 
 class LoginSession(Base):

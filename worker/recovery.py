@@ -2,7 +2,9 @@
 
 Every live worker looks, at start and then every REAPER_INTERVAL, for runs that are lost
 or whose heartbeat has gone stale, puts them back in the queue (compare-and-set, so one
-worker wins) and sends their task; whoever takes it resumes from the last checkpoint.
+worker wins) and sends their task; whoever takes it resumes from the last checkpoint. On
+the same beat it reports itself in the workers table (worker.telemetry) and deletes
+workers not seen for WORKER_RETENTION.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from core import lifecycle
 from core.config import get_settings
 from core.db import Run, RunStatus, new_session
 from core.queue import enqueue
+from worker.telemetry import Telemetry
 
 log = logging.getLogger(__name__)
 
@@ -47,10 +50,13 @@ class RecoveryLoop(threading.Thread):
     def run(self) -> None:
         from worker.tasks import worker_name
 
+        settings = get_settings()
+        telemetry = Telemetry()
         while True:
             try:
                 with new_session() as session:
-                    lifecycle.worker_seen(session, worker_name())
+                    lifecycle.worker_seen(session, worker_name(), telemetry.report())
+                    lifecycle.prune_workers(session, settings.worker_retention)
                 recover_once()
             except Exception:
                 log.exception("recovery pass failed; trying again later")

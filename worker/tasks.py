@@ -100,6 +100,7 @@ def run_one(run_id: int) -> str:
         members = [first]
         if settings.pack > 1:
             members += _claim_companions(session, first, settings)
+        lifecycle.worker_took(session, worker_name(), run_id)
 
     log.info(
         "runs %s: training %s",

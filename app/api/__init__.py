@@ -2,7 +2,7 @@
 
 from fastapi import APIRouter
 
-from app.api import datasets, events, health, runs, sweeps
+from app.api import datasets, events, health, metrics, runs, sweeps, workers
 
 router = APIRouter()
 router.include_router(health.router)
@@ -10,3 +10,5 @@ router.include_router(runs.router)
 router.include_router(sweeps.router)
 router.include_router(events.router)
 router.include_router(datasets.router)
+router.include_router(workers.router)
+router.include_router(metrics.router)

@@ -8,6 +8,7 @@ from sqlalchemy import text
 
 from app.api.deps import SettingsDep
 from app.schemas import HealthOut, StatusesOut
+from app.workers import live_within
 from core import lifecycle
 from core.db import ACTIVE, CHANGING, FINAL, RETRYABLE, RunStatus, get_engine, new_session
 from core.queue import celery
@@ -44,7 +45,7 @@ def healthz(settings: SettingsDep):
     workers: list[str] = []
     if database:
         with new_session() as session:
-            workers = lifecycle.live_workers(session, 2 * settings.reaper_interval + 5)
+            workers = lifecycle.live_workers(session, live_within(settings))
     body = {
         "ok": database and broker,
         "database": database,

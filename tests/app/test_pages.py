@@ -31,6 +31,7 @@ PAGES = [
     "/sweeps/2",
     "/compare",
     "/compare?run_ids=1,2,3",
+    "/workers",
     "/docs",
     "/redoc",
 ]
@@ -97,7 +98,7 @@ def test_page_renders_with_nav(client, path):
     assert response.status_code == 200, response.text
     assert response.headers["content-type"].startswith("text/html")
     links = parse(response.text)
-    for href in ("/", "/runs/new", "/sweeps/new", "/sweeps", "/compare", "/docs"):
+    for href in ("/", "/runs/new", "/sweeps/new", "/sweeps", "/compare", "/workers", "/docs"):
         assert href in links.urls, f"nav link {href} missing on {path}"
     json.loads(links.page_data)  # the data handed to the page's scripts is valid JSON
 

@@ -1,0 +1,89 @@
+/* Workers page: live workers with their device readings and current run, and the queue
+ * with its drain estimate, refreshed every few seconds from GET /api/workers. */
+
+import { api } from "../lib/api.js";
+import { byId, clear, el, poll } from "../lib/dom.js";
+import { duration, eta } from "../lib/format.js";
+import { progressBar } from "../lib/status.js";
+
+const GIB = 2 ** 30;
+
+function stat(label, value) {
+  return el("div", { class: "stat" }, el("div", { class: "label" }, label), el("div", { class: "value" }, value));
+}
+
+function device(w) {
+  if (!w.device_kind) return el("span", { class: "muted" }, "not reported");
+  const threads = w.cpu_threads ? `${w.cpu_threads} thread${w.cpu_threads === 1 ? "" : "s"}` : null;
+  const kind = w.device_kind === "cuda" ? "GPU" : "CPU";
+  return [el("span", { class: "badge" }, kind), " ", w.device_name || "unknown", w.device_kind === "cpu" && threads ? el("span", { class: "muted small" }, ` · ${threads}`) : null];
+}
+
+function memory(w) {
+  if (w.memory_total_bytes === null || w.memory_total_bytes === undefined) return "—";
+  const used = w.memory_used_bytes === null ? "?" : (w.memory_used_bytes / GIB).toFixed(1);
+  return `${used} / ${(w.memory_total_bytes / GIB).toFixed(1)} GiB`;
+}
+
+const percent = (x) => (x === null || x === undefined ? "—" : `${Math.round(x)}%`);
+const celsius = (x) => (x === null || x === undefined ? "—" : `${Math.round(x)} °C`);
+
+function training(run) {
+  if (!run) return el("span", { class: "muted" }, "idle");
+  const fraction = run.epochs_total ? run.epochs_done / run.epochs_total : 0;
+  return [
+    el("a", { href: `/runs/${run.id}` }, `#${run.id}`, run.name ? ` ${run.name}` : ""),
+    el("div", { class: "small muted" }, run.summary),
+    progressBar(fraction, { small: true }),
+    el("span", { class: "small muted" }, `epoch ${run.epochs_done} / ${run.epochs_total}`),
+  ];
+}
+
+function showQueue(q) {
+  clear(byId("queue-stats")).append(
+    stat("Queued", q.depth),
+    stat("Running", q.running),
+    stat("Drains in", q.estimated_drain_seconds === null ? "unknown" : eta(q.estimated_drain_seconds)),
+  );
+  byId("queue-basis").textContent = q.basis;
+}
+
+async function refresh() {
+  let body;
+  try {
+    body = await api("/api/workers");
+  } catch (e) {
+    if (e.status === 401) return;
+    const box = byId("workers-error");
+    box.hidden = false;
+    box.textContent = `Could not load workers: ${e.message}`;
+    return;
+  }
+  byId("workers-error").hidden = true;
+  showQueue(body.queue);
+  const rows = clear(byId("workers-body"));
+  if (!body.workers.length) {
+    rows.append(el("tr", {}, el("td", { colspan: 9, class: "empty" }, "No worker has reported in lately. Start one with `resnet-lab worker`.")));
+    return;
+  }
+  for (const w of body.workers) {
+    rows.append(
+      el(
+        "tr",
+        { "data-worker": w.name },
+        el("td", { class: "nowrap" }, w.name),
+        el("td", {}, w.host || "—"),
+        el("td", { class: "num" }, w.pid ?? "—"),
+        el("td", {}, device(w)),
+        el("td", { class: "num" }, percent(w.utilization)),
+        el("td", { class: "num nowrap" }, memory(w)),
+        el("td", { class: "num" }, celsius(w.temperature_c)),
+        el("td", { class: "num nowrap" }, `${duration(w.heartbeat_age_seconds)} ago`),
+        el("td", {}, training(w.run)),
+      ),
+    );
+  }
+}
+
+refresh();
+poll(refresh, 3000);
