@@ -102,6 +102,8 @@ def run_one(run_id: int) -> str:
             members += _claim_companions(session, first, settings)
         lifecycle.worker_took(session, worker_name(), run_id)
 
+    # The run page says which runs trained together (environment["pack"]).
+    pack = ",".join(str(m.run_id) for m in members) if len(members) > 1 else None
     log.info(
         "runs %s: training %s",
         [m.run_id for m in members],
@@ -134,13 +136,15 @@ def run_one(run_id: int) -> str:
 
         with new_session() as session:  # the run page shows what it trains on from the start
             environment = describe_environment(select_runtime(first.config))
+            if pack is not None:
+                environment["pack"] = pack
             for m in members:
                 lifecycle.set_environment(session, m.run_id, environment, m.owner)
         outcomes: dict[int, str] = {}
 
         def on_leave(i: int, result: RunResult) -> None:
             # A member that leaves a pack is recorded at once: it gets no heartbeat after.
-            outcomes[i] = _record_outcome(members[i], result, beat)
+            outcomes[i] = _record_outcome(members[i], result, beat, pack)
             beat.finished.add(members[i].run_id)
 
         results = _train(members, settings, checks, on_batch, on_epoch, on_leave)
@@ -156,7 +160,7 @@ def run_one(run_id: int) -> str:
 
     for i, result in enumerate(results):
         if i not in outcomes:
-            outcomes[i] = _record_outcome(members[i], result, beat)
+            outcomes[i] = _record_outcome(members[i], result, beat, pack)
     return outcomes[0]
 
 
@@ -230,8 +234,10 @@ def _train(members, settings, checks, on_batch, on_epoch, on_leave) -> list[RunR
     )
 
 
-def _record_outcome(member: Member, result: RunResult, beat: Heartbeat) -> str:
+def _record_outcome(member: Member, result: RunResult, beat: Heartbeat, pack: str | None) -> str:
     run_id, owner = member.run_id, member.owner
+    if pack is not None:
+        result.environment["pack"] = pack
     if beat.superseded[run_id].is_set():
         log.warning("run %s was taken over by another worker; leaving it to them", run_id)
         return "superseded"
