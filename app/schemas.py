@@ -213,6 +213,18 @@ def run_out(run: Run, *, with_result: bool = True) -> dict[str, Any]:
     }
 
 
+class LogLineOut(BaseModel):
+    id: int
+    at: datetime
+    level: str
+    message: str
+
+
+class RunLogsOut(BaseModel):
+    run_id: int
+    lines: list[LogLineOut]
+
+
 class StatusesOut(BaseModel):
     all: list[str]
     active: list[str]

@@ -155,6 +155,19 @@ class Metric(Base):
     images_per_second: Mapped[float] = mapped_column(Float)
 
 
+class RunLog(Base):
+    """A worker's log lines about a run (the run page's Logs panel); the newest few hundred
+    of each run are kept (core.lifecycle.add_log_lines)."""
+
+    __tablename__ = "run_logs"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    run_id: Mapped[int] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"), index=True)
+    at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    level: Mapped[str] = mapped_column(String(16))
+    message: Mapped[str] = mapped_column(Text)
+
+
 class WorkerSeen(Base):
     """Each worker process says it is alive here, every REAPER_INTERVAL, with what it runs
     on. Every column but the name may be null: rows from before revision 0003, and a device

@@ -77,9 +77,11 @@ class Heartbeat(threading.Thread):
         interval: float,
         stall_timeout: float,
         on_stall: Callable[[], None] | None = None,
+        logs=None,
         poll: float = 1.0,
     ):
         super().__init__(name=f"heartbeat-{min(owners)}", daemon=True)
+        self.logs = logs  # a worker.runlog.RunLogHandler, written every tick
         self.owners = dict(owners)
         self.watch = watch
         self.interval = interval
@@ -112,6 +114,8 @@ class Heartbeat(threading.Thread):
                             self.stop_requested[run_id].set()
                     if beat:
                         last_beat = time.monotonic()
+                    if self.logs is not None:
+                        self.logs.write(session, [run_id for run_id, _ in self._live()])
             except Exception:  # a database hiccup must not kill the run; retry next tick
                 log.debug("heartbeat of runs %s failed; retrying", list(self.owners), exc_info=True)
                 continue
@@ -135,12 +139,20 @@ class Heartbeat(threading.Thread):
         log.error("runs %s %s; giving up and replacing this worker process", live, message)
         for run_id, owner in live:
             lifecycle.fail(session, run_id, message, owner)
+        if self.logs is not None:
+            self.logs.write(session, [run_id for run_id, _ in live])
         self.on_stall()
         return True
 
     def close(self) -> None:
         self._done.set()
         self.join(timeout=10)
+        if self.logs is not None:  # the last lines, written by whoever is left
+            try:
+                with new_session() as session:
+                    self.logs.write(session, list(self.owners))
+            except Exception:
+                log.debug("could not write the last log lines", exc_info=True)
 
 
 def _exit_process() -> None:

@@ -26,6 +26,7 @@ from trainer.results import EpochMetrics, RunResult
 from worker import faults
 from worker.celery_app import TRAIN_TASK, celery_app
 from worker.heartbeat import Heartbeat, Watch
+from worker.runlog import RunLogHandler
 
 log = logging.getLogger(__name__)
 
@@ -104,17 +105,25 @@ def run_one(run_id: int) -> str:
 
     # The run page says which runs trained together (environment["pack"]).
     pack = ",".join(str(m.run_id) for m in members) if len(members) > 1 else None
-    log.info(
-        "runs %s: training %s",
-        [m.run_id for m in members],
-        first.config.model_dump_json() if len(members) == 1 else f"a pack of {len(members)}",
-    )
     watch = Watch()
+    logs = RunLogHandler()
     beat = Heartbeat(
         {m.run_id: m.owner for m in members},
         watch,
         interval=settings.heartbeat_interval,
         stall_timeout=settings.stall_timeout,
+        logs=logs,
+    )
+    with logs:
+        return _train_members(members, pack, settings, watch, beat)
+
+
+def _train_members(members, pack, settings, watch: Watch, beat: Heartbeat) -> str:
+    first = members[0]
+    log.info(
+        "runs %s: training %s",
+        [m.run_id for m in members],
+        first.config.model_dump_json() if len(members) == 1 else f"a pack of {len(members)}",
     )
     beat.start()
     checks = [StopCheck(m, beat, verify_after=settings.heartbeat_timeout / 2) for m in members]
@@ -127,6 +136,11 @@ def run_one(run_id: int) -> str:
 
     def on_epoch(i: int, metrics: EpochMetrics) -> None:
         member = members[i]
+        log.info(
+            "run %s epoch %s/%s: test accuracy %.4f, train loss %.4f, %.0f images/s",
+            member.run_id, metrics.epoch, member.config.epochs, metrics.test_acc,
+            metrics.train_loss, metrics.images_per_second,
+        )  # fmt: skip
         with new_session() as session:
             if not lifecycle.record_epoch(session, member.run_id, metrics, member.owner):
                 beat.lose(member.run_id)

@@ -19,6 +19,7 @@ from app.schemas import (
     NOT_FOUND,
     RATE_LIMITED,
     ManyMetricsOut,
+    RunLogsOut,
     RunMetricsOut,
     RunOut,
     RunPage,
@@ -29,7 +30,7 @@ from app.schemas import (
 from app.security import limit_submissions
 from app.throughput import first_eta, measured_speed
 from core import lifecycle
-from core.db import METRIC_FIELDS, Metric, Run, RunStatus
+from core.db import METRIC_FIELDS, Metric, Run, RunLog, RunStatus
 from core.paths import checkpoint_file, run_dir
 from core.queue import enqueue
 from trainer.config import TrainConfig
@@ -264,6 +265,23 @@ def metric_rows(
 @router.get("/runs/{run_id}/metrics", response_model=RunMetricsOut, responses=NOT_FOUND)
 def run_metrics(run: RunDep, session: SessionDep):
     return fast_json({"run_id": run.id, "epochs": metric_rows(session, [run.id])[run.id]})
+
+
+@router.get("/runs/{run_id}/logs", response_model=RunLogsOut, responses=NOT_FOUND)
+def run_logs(
+    run: RunDep,
+    session: SessionDep,
+    after: Annotated[int, Query(ge=0, le=2**62, description="only lines after this id")] = 0,
+    limit: Annotated[int, Query(ge=1, le=500)] = 200,
+):
+    """The worker's log lines about the run, oldest first: the last `limit` of them, or those
+    after line id `after` (poll with the last id seen to follow a running run)."""
+    query = select(RunLog).where(RunLog.run_id == run.id, RunLog.id > after)
+    rows = list(session.scalars(query.order_by(RunLog.id.desc()).limit(limit)))
+    lines = [
+        {"id": r.id, "at": r.at, "level": r.level, "message": r.message} for r in reversed(rows)
+    ]
+    return fast_json({"run_id": run.id, "lines": lines})
 
 
 @router.get(

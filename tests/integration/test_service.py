@@ -45,6 +45,8 @@ def test_tiny_run_goes_queued_running_succeeded_with_one_row_per_epoch(service):
     assert len(run["result"]["confusion_matrix"]) == 10
     assert sum(map(sum, run["result"]["confusion_matrix"])) == TINY["test_limit"]
     assert run["environment"]["torch"]
+    logs = service.client.get(f"/api/runs/{run_id}/logs").json()["lines"]
+    assert any("epoch 2/2: test accuracy" in line["message"] for line in logs), logs
 
     download = service.client.get(f"/api/runs/{run_id}/checkpoint")
     assert download.status_code == 200

@@ -9,6 +9,7 @@ import { configValue, duration, eta, factorLine, num, pct, rate, when } from "..
 import { pageData } from "../lib/page.js";
 import { ACTIVE, CHANGING, FINAL, RETRYABLE, badge, progressBar, runAction } from "../lib/status.js";
 import { RunCharts } from "./run_charts.js";
+import { RunLogs } from "./run_logs.js";
 import { RunNotes } from "./run_notes.js";
 
 const runId = pageData.run_id;
@@ -355,6 +356,15 @@ async function start() {
   poll(async () => {
     if (run && ACTIVE.has(run.status)) await refreshRun();
   }, 10000);
+  const logs = new RunLogs(runId);
+  await logs.refresh().catch(() => {});
+  let settled = !CHANGING.has(run.status); // one more read after the run ends: its last lines
+  poll(async () => {
+    if (!run) return;
+    const live = CHANGING.has(run.status);
+    if (live || !settled) await logs.refresh();
+    settled = !live;
+  }, 3000);
 }
 
 start();
