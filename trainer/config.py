@@ -7,6 +7,7 @@ torchvision: the web process validates configs with it and must stay light.
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
@@ -126,3 +127,42 @@ REPORT_GRID: dict[str, list[str]] = {
     "activation": ["sigmoid", "tanh", "relu", "leaky_relu"],
     "augmentation": ["none", "crop_flip_blur_color", "crop_flip"],
 }
+
+
+# What members of one pack must share: the packed network's shape and data, its batch, its
+# number format and how its forward runs.
+PACK_FIELDS = (
+    "dataset",
+    "width",
+    "batch_size",
+    "precision",
+    "normalize",
+    "train_limit",
+    "test_limit",
+    "compile",
+)
+
+
+def pack_key(config: TrainConfig) -> tuple[tuple[str, object], ...]:
+    """(field, value) pairs that must be equal for configs to train in one pack."""
+    return tuple((name, getattr(config, name)) for name in PACK_FIELDS)
+
+
+def check_packable(configs: Sequence[TrainConfig]) -> None:
+    """Raise ValueError, naming the fields, if the configs cannot share a pack."""
+    if not configs:
+        raise ValueError("train_packed needs at least one config")
+    first = pack_key(configs[0])
+    for i, config in enumerate(configs[1:], start=1):
+        diffs = [
+            f"{name} ({a!r} vs {b!r})"
+            for (name, a), (_, b) in zip(first, pack_key(config))
+            if a != b
+        ]
+        if diffs:
+            raise ValueError(
+                f"config {i} cannot be packed with config 0: it differs in "
+                + ", ".join(diffs)
+                + ". Packed runs must share "
+                + ", ".join(PACK_FIELDS)
+            )

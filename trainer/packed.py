@@ -25,51 +25,13 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from trainer.augment import to_float
-from trainer.config import TrainConfig
+from trainer.config import TrainConfig, check_packable, pack_key  # noqa: F401 (re-exported)
 from trainer.data import load_dataset
 from trainer.loop import EVAL_BATCH_SIZE, _channel_stats, _result
 from trainer.packed_members import Member, Pack, start_member
 from trainer.packed_step import packed_batch, packed_train_step
 from trainer.precision import Runtime, select_runtime
 from trainer.results import EpochMetrics, RunResult
-
-# What members of one pack must share: the packed network's shape and data, its batch, its
-# number format and how its forward runs.
-PACK_FIELDS = (
-    "dataset",
-    "width",
-    "batch_size",
-    "precision",
-    "normalize",
-    "train_limit",
-    "test_limit",
-    "compile",
-)
-
-
-def pack_key(config: TrainConfig) -> tuple[tuple[str, object], ...]:
-    """(field, value) pairs that must be equal for configs to train in one pack."""
-    return tuple((name, getattr(config, name)) for name in PACK_FIELDS)
-
-
-def check_packable(configs: Sequence[TrainConfig]) -> None:
-    """Raise ValueError, naming the fields, if the configs cannot share a pack."""
-    if not configs:
-        raise ValueError("train_packed needs at least one config")
-    first = pack_key(configs[0])
-    for i, config in enumerate(configs[1:], start=1):
-        diffs = [
-            f"{name} ({a!r} vs {b!r})"
-            for (name, a), (_, b) in zip(first, pack_key(config))
-            if a != b
-        ]
-        if diffs:
-            raise ValueError(
-                f"config {i} cannot be packed with config 0: it differs in "
-                + ", ".join(diffs)
-                + ". Packed runs must share "
-                + ", ".join(PACK_FIELDS)
-            )
 
 
 def train_packed(

@@ -21,7 +21,7 @@ from core.config import Settings, get_settings
 from core.db import ACTIVE, Run, RunStatus, new_session
 from core.paths import run_dir
 from core.queue import enqueue
-from trainer.config import TrainConfig
+from trainer.config import TrainConfig, pack_key
 from trainer.results import EpochMetrics, RunResult
 from worker import faults
 from worker.celery_app import TRAIN_TASK, celery_app
@@ -198,8 +198,6 @@ def _claim_companions(session, first: Member, settings: Settings) -> list[Member
     """Up to pack - 1 more queued runs that can train in one network with `first`, claimed
     with the same compare-and-set as any task; their own queue messages then find them
     taken and do nothing."""
-    from trainer.packed import pack_key
-
     key = pack_key(first.config)
     queued = session.execute(
         select(Run.id, Run.config)
