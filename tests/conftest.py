@@ -266,12 +266,13 @@ class Service:
         self.workers: list[subprocess.Popen] = []
         self.client = None
 
-    def start_worker(self, name: str | None = None) -> subprocess.Popen:
+    def start_worker(self, name: str | None = None, **env: str) -> subprocess.Popen:
+        """env: variables for this worker only (e.g. its own CACHE_DIR, as if on another host)."""
         name = name or f"w{len(self.workers)}@test"
         log = open(self.home / f"{name.split('@')[0]}.log", "ab")
         proc = subprocess.Popen(
             [sys.executable, "-m", "app.cli", "worker", "--name", name, "--loglevel", "info"],
-            env=self.env,
+            env={**self.env, **env},
             cwd=ROOT,
             stdout=log,
             stderr=subprocess.STDOUT,

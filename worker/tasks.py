@@ -15,8 +15,8 @@ from celery.signals import worker_shutting_down
 from core import lifecycle
 from core.config import get_settings
 from core.db import ACTIVE, Run, RunStatus, new_session
-from core.paths import run_dir
 from core.queue import enqueue
+from core.store import open_store
 from trainer.config import TrainConfig
 from trainer.results import EpochMetrics
 from worker import faults
@@ -88,8 +88,8 @@ def run_one(run_id: int) -> str:
         if owner is None:
             return "skipped"
         config = TrainConfig.model_validate(run.config)
-        checkpoint_dir = run_dir(settings.resolved_runs_dir, run_id)
-        lifecycle.set_checkpoint(session, run_id, str(checkpoint_dir), owner)
+        store = open_store(settings)
+        lifecycle.set_checkpoint(session, run_id, store.location(run_id), owner)
 
     log.info("run %s (attempt %s): training %s", run_id, owner.attempt, config.model_dump_json())
     watch = Watch()
@@ -115,6 +115,9 @@ def run_one(run_id: int) -> str:
                 beat.superseded.set()
                 beat.stop_requested.set()
 
+    def on_checkpoint(path) -> None:
+        store.push(run_id, path.parent)  # before the next epoch: a successor resumes from it
+
     try:
         from trainer.loop import train  # torch loads here, in the worker only
         from trainer.precision import describe_environment, select_runtime
@@ -122,6 +125,9 @@ def run_one(run_id: int) -> str:
         with new_session() as session:  # the run page shows what it trains on from the start
             environment = describe_environment(select_runtime(config))
             lifecycle.set_environment(session, run_id, environment, owner)
+        # With a remote RUNS_DIR: this host's copy of the published checkpoints, under the
+        # heartbeat so that a long download does not look like a dead worker.
+        checkpoint_dir = store.pull(run_id)
         result = train(
             config,
             on_epoch=on_epoch,
@@ -129,6 +135,7 @@ def run_one(run_id: int) -> str:
             on_batch=on_batch,
             checkpoint_dir=checkpoint_dir,
             checkpoint_seconds=settings.checkpoint_seconds,
+            on_checkpoint=on_checkpoint if store.remote else None,
             data_dir=settings.resolved_data_dir,
         )
     except Exception as exc:
