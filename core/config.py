@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from functools import lru_cache
 from pathlib import Path
 
@@ -13,6 +14,15 @@ def _env(*names: str) -> AliasChoices:
     return AliasChoices(*names)
 
 
+def is_url(location: str | None) -> bool:
+    """s3://bucket/prefix and other fsspec URLs; file:// and plain paths are local folders."""
+    return (
+        bool(location)
+        and bool(re.match(r"[a-zA-Z][a-zA-Z0-9+.-]*://", location))
+        and (not location.startswith("file://"))
+    )
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_file=None, extra="ignore")
 
@@ -20,7 +30,13 @@ class Settings(BaseSettings):
     database_url: str | None = Field(None, validation_alias=_env("DATABASE_URL"))
     broker_url: str | None = Field(None, validation_alias=_env("BROKER_URL"))
     data_dir: Path | None = Field(None, validation_alias=_env("DATA_DIR"))
-    runs_dir: Path | None = Field(None, validation_alias=_env("RUNS_DIR"))
+    # A folder, or an fsspec URL (s3://bucket/prefix) that workers on every host can read:
+    # each host then trains on local copies in CACHE_DIR and publishes every checkpoint there.
+    runs_dir: str | None = Field(None, validation_alias=_env("RUNS_DIR"))
+    cache_dir: Path | None = Field(None, validation_alias=_env("CACHE_DIR"))
+    # For S3-compatible servers other than AWS (MinIO, moto); credentials come from the
+    # usual AWS_* variables or files, read by botocore itself.
+    s3_endpoint_url: str | None = Field(None, validation_alias=_env("S3_ENDPOINT_URL"))
     api_token: str | None = Field(None, validation_alias=_env("API_TOKEN"))
 
     # A grid larger than this is refused: 36 cells x 3 seeds fits many times over.
@@ -76,11 +92,27 @@ class Settings(BaseSettings):
         return (self.data_dir or self.home_dir / "data").expanduser().resolve()
 
     @property
+    def runs_remote(self) -> bool:
+        return is_url(self.runs_dir)
+
+    @property
     def resolved_runs_dir(self) -> Path:
-        return (self.runs_dir or self.home_dir / "runs").expanduser().resolve()
+        """The local RUNS_DIR folder (see core.store for a URL)."""
+        if self.runs_remote:
+            raise ValueError(f"RUNS_DIR is a URL, not a folder: {self.runs_dir}")
+        if self.runs_dir is None:
+            return self.home_dir / "runs"
+        return Path(self.runs_dir.removeprefix("file://")).expanduser().resolve()
+
+    @property
+    def resolved_cache_dir(self) -> Path:
+        return (self.cache_dir or self.home_dir / "cache").expanduser().resolve()
 
     def ensure_dirs(self) -> None:
-        for path in (self.home_dir, self.resolved_data_dir, self.resolved_runs_dir):
+        paths = [self.home_dir, self.resolved_data_dir]
+        if not self.runs_remote:
+            paths.append(self.resolved_runs_dir)
+        for path in paths:
             path.mkdir(parents=True, exist_ok=True)
 
 

@@ -122,6 +122,84 @@ def redis_url(tmp_path_factory) -> Iterator[str]:
     server.stop()
 
 
+class S3Server:
+    """moto's standalone S3-API server, a real process on a loopback port."""
+
+    access_key = secret_key = "testing"  # moto accepts any credentials
+
+    def __init__(self, port: int | None = None):
+        self.port = port or free_port()
+        self.proc: subprocess.Popen | None = None
+
+    @property
+    def endpoint(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def env(self) -> dict[str, str]:
+        """What a service needs to reach it, besides RUNS_DIR."""
+        return {
+            "S3_ENDPOINT_URL": self.endpoint,
+            "AWS_ACCESS_KEY_ID": self.access_key,
+            "AWS_SECRET_ACCESS_KEY": self.secret_key,
+            "AWS_DEFAULT_REGION": "us-east-1",
+        }
+
+    def start(self) -> None:
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(self.port)],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        wait_for(self._answers, 30, "the S3 server to answer")
+
+    def _answers(self) -> bool:
+        if self.proc.poll() is not None:
+            raise AssertionError(f"moto server exited with {self.proc.returncode}")
+        try:
+            with socket.create_connection(("127.0.0.1", self.port), timeout=0.5):
+                return True
+        except OSError:
+            return False
+
+    def create_bucket(self) -> str:
+        import boto3
+
+        name = f"lab-{uuid.uuid4().hex[:12]}"
+        boto3.client(
+            "s3",
+            endpoint_url=self.endpoint,
+            aws_access_key_id=self.access_key,
+            aws_secret_access_key=self.secret_key,
+            region_name="us-east-1",
+        ).create_bucket(Bucket=name)
+        return name
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+
+@pytest.fixture(scope="session")
+def s3_server() -> Iterator[S3Server]:
+    server = S3Server()
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def s3_bucket(s3_server, monkeypatch) -> str:
+    """A new, empty bucket; this process's AWS_* variables point at the test server."""
+    for key, value in s3_server.env().items():
+        monkeypatch.setenv(key, value)
+    return s3_server.create_bucket()
+
+
 @contextmanager
 def postgres_database() -> Iterator[str]:
     """A new, empty database on the TEST_POSTGRES_URL server, dropped afterwards."""
@@ -188,8 +266,9 @@ class Service:
         self.workers: list[subprocess.Popen] = []
         self.client = None
 
-    def start_worker(self, name: str | None = None, *options: str) -> subprocess.Popen:
-        """`resnet-lab worker` with this node name and extra options (--slots, --pack)."""
+    def start_worker(self, name: str | None = None, *options: str, **env: str) -> subprocess.Popen:
+        """`resnet-lab worker` with this node name, extra options (--slots, --pack) and extra
+        variables for this worker only (e.g. its own CACHE_DIR, as if on another host)."""
         name = name or f"w{len(self.workers)}@test"
         log = open(self.home / f"{name.split('@')[0]}.log", "ab")
         proc = subprocess.Popen(
@@ -204,7 +283,7 @@ class Service:
                 "info",
                 *options,
             ],
-            env=self.env,
+            env={**self.env, **env},
             cwd=ROOT,
             stdout=log,
             stderr=subprocess.STDOUT,

@@ -64,6 +64,7 @@ def train(
     on_batch: Callable[[], None] | None = None,
     checkpoint_dir: str | Path | None = None,
     checkpoint_seconds: float = 0.0,
+    on_checkpoint: Callable[[Path], None] | None = None,
     data_dir: str | Path | None = None,
     progress: bool = False,
 ) -> RunResult:
@@ -123,8 +124,10 @@ def train(
         nonlocal last_saved, saved_epoch
         if checkpoint_dir is not None and saved_epoch != state.epoch:
             elapsed = state.elapsed_before + time.perf_counter() - started
-            _save(state, checkpoint_dir, config, elapsed)
+            path = _save(state, checkpoint_dir, config, elapsed)
             last_saved, saved_epoch = time.monotonic(), state.epoch
+            if on_checkpoint is not None:
+                on_checkpoint(path)
 
     try:
         for epoch in range(state.epoch + 1, config.epochs + 1):
@@ -258,8 +261,8 @@ def _train_epoch(
     return loss, accuracy, time.perf_counter() - started
 
 
-def _save(state: _State, directory, config: TrainConfig, elapsed: float) -> None:
-    checkpoint.save(
+def _save(state: _State, directory, config: TrainConfig, elapsed: float) -> Path:
+    return checkpoint.save(
         directory,
         {
             "format": checkpoint.FORMAT,

@@ -41,6 +41,7 @@ def train_packed(
     should_stop: Callable[[int], bool] | None = None,
     on_batch: Callable[[], None] | None = None,
     on_leave: Callable[[int, RunResult], None] | None = None,
+    on_checkpoint: Callable[[int, Path], None] | None = None,
     checkpoint_dirs: Sequence[str | Path | None] | None = None,
     checkpoint_seconds: float = 0.0,
     data_dir: str | Path | None = None,
@@ -51,7 +52,8 @@ def train_packed(
     on_epoch(i, metrics) and should_stop(i) are trainer.train's callbacks for member i
     (should_stop is also asked before member i's checkpoint write); on_batch() after every
     packed batch; on_leave(i, result) as soon as member i leaves the pack (done or stopped),
-    with the RunResult the returned list will hold. checkpoint_dirs[i] (None: no
+    with the RunResult the returned list will hold; on_checkpoint(i, path) right after member
+    i's checkpoint is written (as trainer.train's on_checkpoint). checkpoint_dirs[i] (None: no
     checkpoints) is member i's checkpoint directory, resumed from if it holds a checkpoint;
     checkpoint_seconds throttles writes as in trainer.train (a member's last epoch and a
     stop between epochs are always written). EpochMetrics.seconds is the pack's wall time for the
@@ -97,6 +99,13 @@ def train_packed(
                 on_leave(member.index, result(member))
 
     saved_at = {m.index: m.epochs_done for m in members}
+
+    def write(m: Member) -> None:
+        path = m.save_checkpoint(time.perf_counter() - started)
+        saved_at[m.index] = m.epochs_done
+        if on_checkpoint is not None:
+            on_checkpoint(m.index, path)
+
     last_saved = time.monotonic()
 
     def save(candidates: list[Member], force: bool = False) -> None:
@@ -113,8 +122,7 @@ def train_packed(
             if pack is not None:
                 pack.store()
             for m in due:
-                m.save_checkpoint(time.perf_counter() - started)
-                saved_at[m.index] = m.epochs_done
+                write(m)
         last_saved = time.monotonic()
 
     active = [m for m in members if m.epochs_done < m.config.epochs]
@@ -149,8 +157,7 @@ def train_packed(
                 if pos == 0:  # between epochs: the members' weights are their last epoch's
                     for m in leaving:
                         if m.checkpoint_dir is not None and saved_at[m.index] != m.epochs_done:
-                            m.save_checkpoint(time.perf_counter() - started)
-                            saved_at[m.index] = m.epochs_done
+                            write(m)
                 leave(leaving)
                 active = [m for m in active if not m.stopped]
                 if not active:

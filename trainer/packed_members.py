@@ -66,12 +66,13 @@ class Member:
         self.correct = torch.zeros((), dtype=torch.int64, device=device)
         self.epoch_started = time.perf_counter()
 
-    def save_checkpoint(self, elapsed: float) -> None:
-        """The checkpoint trainer.loop writes after the epoch, from this member's state."""
+    def save_checkpoint(self, elapsed: float) -> Path:
+        """The checkpoint trainer.loop writes after the epoch, from this member's state;
+        returns the file written."""
         config = self.config
         rng = checkpoint.capture_rng(self.augment_gen, self.shuffle_gen)
         rng.update(self.global_rng)  # what the run's own process would hold
-        checkpoint.save(
+        return checkpoint.save(
             self.checkpoint_dir,
             {
                 "format": checkpoint.FORMAT,

@@ -19,8 +19,8 @@ from sqlalchemy import select
 from core import lifecycle
 from core.config import Settings, get_settings
 from core.db import ACTIVE, Run, RunStatus, new_session
-from core.paths import run_dir
 from core.queue import enqueue
+from core.store import Store, open_store
 from trainer.config import TrainConfig, pack_key
 from trainer.results import EpochMetrics, RunResult
 from worker import faults
@@ -60,7 +60,7 @@ class Member:
     run_id: int
     owner: lifecycle.Owner
     config: TrainConfig
-    checkpoint_dir: Path
+    checkpoint_dir: Path | None = None  # this host's copy, once pulled from the store
 
 
 class StopCheck:
@@ -94,13 +94,14 @@ def run_one(run_id: int) -> str:
     if shutting_down.is_set():
         enqueue([run_id])  # taken while shutting down: leave it to the next worker
         return "requeued"
+    store = open_store(settings)
     with new_session() as session:
-        first = _claim(session, run_id, settings)
+        first = _claim(session, run_id, settings, store)
         if not isinstance(first, Member):
             return first
         members = [first]
         if settings.pack > 1:
-            members += _claim_companions(session, first, settings)
+            members += _claim_companions(session, first, settings, store)
         lifecycle.worker_took(session, worker_name(), run_id)
 
     # The run page says which runs trained together (environment["pack"]).
@@ -115,10 +116,10 @@ def run_one(run_id: int) -> str:
         logs=logs,
     )
     with logs:
-        return _train_members(members, pack, settings, watch, beat)
+        return _train_members(members, pack, settings, store, watch, beat)
 
 
-def _train_members(members, pack, settings, watch: Watch, beat: Heartbeat) -> str:
+def _train_members(members, pack, settings, store: Store, watch: Watch, beat: Heartbeat) -> str:
     first = members[0]
     log.info(
         "runs %s: training %s",
@@ -145,6 +146,10 @@ def _train_members(members, pack, settings, watch: Watch, beat: Heartbeat) -> st
             if not lifecycle.record_epoch(session, member.run_id, metrics, member.owner):
                 beat.lose(member.run_id)
 
+    def on_checkpoint(i: int, path: Path) -> None:
+        # Published before the next epoch: a successor on another host resumes from it.
+        store.push(members[i].run_id, path.parent)
+
     try:
         from trainer.precision import describe_environment, select_runtime
 
@@ -161,7 +166,12 @@ def _train_members(members, pack, settings, watch: Watch, beat: Heartbeat) -> st
             outcomes[i] = _record_outcome(members[i], result, beat, pack)
             beat.finished.add(members[i].run_id)
 
-        results = _train(members, settings, checks, on_batch, on_epoch, on_leave)
+        # With a remote RUNS_DIR: this host's copy of the published checkpoints, under the
+        # heartbeat so that a long download does not look like a dead worker.
+        for m in members:
+            m.checkpoint_dir = store.pull(m.run_id)
+        publish = on_checkpoint if store.remote else None
+        results = _train(members, settings, checks, on_batch, on_epoch, on_leave, publish)
     except Exception as exc:
         log.exception("runs %s failed", [m.run_id for m in members])
         message = f"{type(exc).__name__}: {exc}\n\n{traceback.format_exc(limit=8)}"
@@ -178,7 +188,7 @@ def _train_members(members, pack, settings, watch: Watch, beat: Heartbeat) -> st
     return outcomes[0]
 
 
-def _claim(session, run_id: int, settings: Settings) -> Member | str:
+def _claim(session, run_id: int, settings: Settings, store: Store) -> Member | str:
     run = session.get(Run, run_id)
     if run is None:
         return "missing"
@@ -189,12 +199,11 @@ def _claim(session, run_id: int, settings: Settings) -> Member | str:
     owner = lifecycle.claim(session, run_id, worker_name(), settings.heartbeat_timeout)
     if owner is None:
         return "skipped"
-    checkpoint_dir = run_dir(settings.resolved_runs_dir, run_id)
-    lifecycle.set_checkpoint(session, run_id, str(checkpoint_dir), owner)
-    return Member(run_id, owner, TrainConfig.model_validate(run.config), checkpoint_dir)
+    lifecycle.set_checkpoint(session, run_id, store.location(run_id), owner)
+    return Member(run_id, owner, TrainConfig.model_validate(run.config))
 
 
-def _claim_companions(session, first: Member, settings: Settings) -> list[Member]:
+def _claim_companions(session, first: Member, settings: Settings, store: Store) -> list[Member]:
     """Up to pack - 1 more queued runs that can train in one network with `first`, claimed
     with the same compare-and-set as any task; their own queue messages then find them
     taken and do nothing."""
@@ -211,13 +220,13 @@ def _claim_companions(session, first: Member, settings: Settings) -> list[Member
             break
         if run_id == first.run_id or pack_key(TrainConfig.model_validate(config)) != key:
             continue
-        member = _claim(session, run_id, settings)
+        member = _claim(session, run_id, settings, store)
         if isinstance(member, Member):
             companions.append(member)
     return companions
 
 
-def _train(members, settings, checks, on_batch, on_epoch, on_leave) -> list[RunResult]:
+def _train(members, settings, checks, on_batch, on_epoch, on_leave, publish) -> list[RunResult]:
     common = dict(
         on_batch=on_batch,
         checkpoint_seconds=settings.checkpoint_seconds,
@@ -231,6 +240,7 @@ def _train(members, settings, checks, on_batch, on_epoch, on_leave) -> list[RunR
             on_epoch=lambda metrics: on_epoch(0, metrics),
             should_stop=checks[0],
             checkpoint_dir=members[0].checkpoint_dir,
+            on_checkpoint=None if publish is None else lambda path: publish(0, path),
             **common,
         )
         return [result]
@@ -242,6 +252,7 @@ def _train(members, settings, checks, on_batch, on_epoch, on_leave) -> list[RunR
         should_stop=lambda i: checks[i](),
         on_leave=on_leave,
         checkpoint_dirs=[m.checkpoint_dir for m in members],
+        on_checkpoint=publish,
         **common,
     )
 

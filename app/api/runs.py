@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import csv
 import io
-import shutil
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, HTTPException, Query, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import FileResponse, Response
+from fastapi.responses import FileResponse, Response, StreamingResponse
 from sqlalchemy import String, cast, func, or_, select
 
 from app.api.deps import RunDep, SessionDep, SettingsDep, fast_json
@@ -31,8 +30,8 @@ from app.security import limit_submissions
 from app.throughput import first_eta, measured_speed
 from core import lifecycle
 from core.db import METRIC_FIELDS, Metric, Run, RunLog, RunStatus
-from core.paths import checkpoint_file, run_dir
 from core.queue import enqueue
+from core.store import open_store
 from trainer.config import TrainConfig
 
 router = APIRouter(prefix="/api", tags=["runs"])
@@ -358,7 +357,7 @@ def delete_run(run: RunDep, session: SessionDep, settings: SettingsDep):
     run_id = run.id
     if not lifecycle.delete_run(session, run_id):
         raise HTTPException(409, f"run {run_id} is {RunStatus(run.status).value}; cancel it first")
-    shutil.rmtree(run_dir(settings.resolved_runs_dir, run_id), ignore_errors=True)
+    open_store(settings).delete(run_id)
     return Response(status_code=204)
 
 
@@ -369,9 +368,24 @@ def delete_run(run: RunDep, session: SessionDep, settings: SettingsDep):
 )
 def download_checkpoint(run: RunDep, settings: SettingsDep):
     """The run's latest checkpoint (load with torch.load(..., weights_only=True))."""
-    path = checkpoint_file(run_dir(settings.resolved_runs_dir, run.id))
-    if path is None:
+    # The location comes from the run id alone, never from a stored path.
+    store = open_store(settings)
+    if not store.remote:
+        path = store.checkpoint_file(run.id)
+        if path is None:
+            raise HTTPException(404, f"run {run.id} has no checkpoint yet")
+        return FileResponse(
+            path, media_type="application/octet-stream", filename=f"run-{run.id}-{path.name}"
+        )
+    found = store.open_checkpoint(run.id)
+    if found is None:
         raise HTTPException(404, f"run {run.id} has no checkpoint yet")
-    return FileResponse(
-        path, media_type="application/octet-stream", filename=f"run-{run.id}-{path.name}"
+    name, size, chunks = found
+    return StreamingResponse(
+        chunks,
+        media_type="application/octet-stream",
+        headers={
+            "Content-Length": str(size),
+            "Content-Disposition": f'attachment; filename="run-{run.id}-{name}"',
+        },
     )

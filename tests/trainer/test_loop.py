@@ -109,6 +109,16 @@ def test_checkpoint_holds_everything_and_loads_weights_only(resume_config, tmp_p
     assert [row["epoch"] for row in state["history"]] == [1, 2]
 
 
+def test_on_checkpoint_is_called_after_each_write_with_the_new_last_pt(tiny_config, tmp_path):
+    seen = []
+
+    def on_checkpoint(path):
+        seen.append((path, torch.load(path, weights_only=True)["epoch"]))
+
+    train(tiny_config(epochs=2), checkpoint_dir=tmp_path, on_checkpoint=on_checkpoint)
+    assert seen == [(tmp_path / "last.pt", 1), (tmp_path / "last.pt", 2)]
+
+
 @pytest.mark.parametrize("damage", ["truncate", "flip_a_byte"])
 def test_corrupt_last_checkpoint_falls_back_to_the_previous_one(
     resume_config, uninterrupted, tmp_path, damage
