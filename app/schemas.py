@@ -358,6 +358,8 @@ class WorkerOut(BaseModel):
     utilization: float | None  # percent: the GPU's, or on a CPU this process's CPU time
     temperature_c: float | None
     cpu_threads: int | None
+    pack: int | None = Field(None, description="Runs this worker trains together (--pack).")
+    slots: int = Field(1, description="Live workers on the same host and device (--slots).")
     run: WorkerRunOut | None
 
 

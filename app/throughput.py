@@ -63,6 +63,8 @@ def measured_speed(session: Session, width: int) -> Speed | None:
         .where(Run.epochs_done > 0, Run.train_seconds > 0)
         .order_by(Run.id.desc())
         .limit(200)
+        # A run the request loaded before it got its first epoch must be read afresh.
+        .execution_options(populate_existing=True)
     )
     runs = list(session.scalars(timed))
     by_width: dict[int, list[Run]] = {}
@@ -74,11 +76,13 @@ def measured_speed(session: Session, width: int) -> Speed | None:
         return _median_speed(by_width[width], f"width {width}")
     nearest = min(by_width, key=lambda w: abs(w - width))
     speed = _median_speed(by_width[nearest], f"width {nearest}")
+    if speed is None:
+        return None
     scaled = speed.images_per_second * (nearest / width) ** 2
     return Speed(scaled, f"{speed.basis}, scaled to width {width} by width²")
 
 
-def _median_speed(runs: list[Run], what: str) -> Speed:
+def _median_speed(runs: list[Run], what: str) -> Speed | None:
     # Only the device of the newest run that reported one: a CPU host's runs must not
     # average with a GPU host's. Runs that have not reported a device yet stay in.
     device = next((d for d in map(_device, runs) if d), None)
@@ -87,7 +91,7 @@ def _median_speed(runs: list[Run], what: str) -> Speed:
     where = f" on {device}" if device else ""
     plural = "s" if len(speeds) != 1 else ""
     basis = f"measured: {len(speeds)} recent run{plural} at {what}{where}"
-    return Speed(statistics.median(speeds), basis)
+    return Speed(statistics.median(speeds), basis) if speeds else None
 
 
 def first_eta(run: Run, speed: Speed | None) -> float | None:

@@ -191,6 +191,9 @@ class WorkerSeen(Base):
     # The run this worker took last; it is training it only while the run is running with
     # this worker as its owner (the API checks that against the runs table).
     run_id: Mapped[int | None] = mapped_column(Integer)
+    # Runs it trains together (`resnet-lab worker --pack K`); slots are the workers that
+    # share a host and device.
+    pack: Mapped[int | None] = mapped_column(Integer)
 
 
 class LoginSession(Base):

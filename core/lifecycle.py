@@ -360,6 +360,7 @@ class WorkerReport:
     utilization: float | None = None
     temperature_c: float | None = None
     cpu_threads: int | None = None
+    pack: int | None = None
 
 
 def worker_seen(session: Session, name: str, report: WorkerReport | None = None) -> None:

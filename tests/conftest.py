@@ -293,8 +293,18 @@ class Service:
         return proc
 
     def kill_worker(self, proc: subprocess.Popen) -> None:
+        """SIGKILL the worker and its Celery process, and wait until both are gone: a
+        dying process still blocked on the broker could take the next message with it."""
+        import psutil
+
+        try:
+            children = psutil.Process(proc.pid).children(recursive=True)
+        except psutil.NoSuchProcess:
+            children = []
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait(timeout=10)
+        _, alive = psutil.wait_procs(children, timeout=10)
+        assert not alive, f"still alive after SIGKILL: {alive}"
 
     def run(self, run_id: int) -> dict:
         response = self.client.get(f"/api/runs/{run_id}")

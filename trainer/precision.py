@@ -19,6 +19,8 @@ from typing import TYPE_CHECKING
 
 import torch
 
+from trainer.sysinfo import cpu_name
+
 if TYPE_CHECKING:  # only for annotations: these modules run without pydantic
     from trainer.config import TrainConfig
 
@@ -140,11 +142,4 @@ def describe_environment(runtime: Runtime) -> dict[str, str]:
 
 
 def _cpu_name() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
+    return cpu_name() or platform.processor() or platform.machine()

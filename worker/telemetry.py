@@ -14,8 +14,10 @@ import sys
 import time
 from datetime import datetime
 
+from core.config import get_settings
 from core.db import utcnow
 from core.lifecycle import WorkerReport
+from trainer.sysinfo import cpu_name
 
 log = logging.getLogger(__name__)
 
@@ -94,17 +96,6 @@ def cpu_threads() -> int | None:
     return _read("CPU affinity", lambda: len(os.sched_getaffinity(0))) or os.cpu_count()
 
 
-def cpu_name() -> str | None:
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return None
-
-
 class Telemetry:
     """Gathers a WorkerReport on each call. On a CPU the utilisation is this process's CPU
     time since the previous call over the wall time its threads had: 100 = all busy."""
@@ -122,7 +113,12 @@ class Telemetry:
         return round(100.0 * (now[1] - last[1]) / ((now[0] - last[0]) * threads), 1)
 
     def report(self) -> WorkerReport:
-        base = {"host": socket.gethostname(), "pid": os.getpid(), "started_at": self.started_at}
+        base = {
+            "host": socket.gethostname(),
+            "pid": os.getpid(),
+            "started_at": self.started_at,
+            "pack": get_settings().pack,
+        }
         try:
             handle = _gpu_handle()
             if handle is not None:

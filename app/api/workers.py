@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections import Counter
+
 from fastapi import APIRouter
 
 from app import workers as data
@@ -22,12 +24,19 @@ _READINGS = (
     "utilization",
     "temperature_c",
     "cpu_threads",
+    "pack",
 )
 
 
-def _worker(worker: WorkerSeen, run) -> dict:
+def _device(worker: WorkerSeen) -> tuple:
+    """Workers on one host and device share it: they are its slots."""
+    return (worker.host, worker.device_kind, worker.device_name)
+
+
+def _worker(worker: WorkerSeen, run, slots: int) -> dict:
     return {
         "name": worker.name,
+        "slots": slots,
         "last_seen": worker.last_seen,
         "heartbeat_age_seconds": max(0.0, (utcnow() - worker.last_seen).total_seconds()),
         **{key: getattr(worker, key) for key in _READINGS},
@@ -51,10 +60,11 @@ def list_workers(session: SessionDep, settings: SettingsDep) -> dict:
     when all of them are done, from the speeds workers measured (null, with the reason in
     `basis`, when nothing has been timed yet or no worker is live)."""
     live = data.live_workers(session, settings)
+    slots = Counter(_device(w) for w in live)
     runs = data.running_by_worker(session, [w.name for w in live])
     queue = data.queue_state(session, len(live))
     return {
-        "workers": [_worker(w, runs.get(w.name)) for w in live],
+        "workers": [_worker(w, runs.get(w.name), slots[_device(w)]) for w in live],
         "queue": {
             "depth": queue.depth,
             "running": queue.running,

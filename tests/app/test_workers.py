@@ -158,3 +158,14 @@ def test_workers_unseen_for_the_retention_are_pruned_and_recent_ones_kept(api):
         assert lifecycle.prune_workers(session, older_than=86400) == 1
         names = set(session.scalars(select(WorkerSeen.name)))
     assert names == {"fresh:1", "hour-old:2"}
+
+
+def test_workers_sharing_a_device_count_as_its_slots_and_report_their_pack(api):
+    from dataclasses import replace
+
+    report("gpu0-slot0@lab:1", replace(CPU, pid=1, pack=4))
+    report("gpu0-slot1@lab:2", replace(CPU, pid=2, pack=4))
+    report("other@lab:3", replace(CPU, host="other-host", pid=3))
+    workers = {w["name"]: w for w in api.get("/api/workers").json()["workers"]}
+    assert workers["gpu0-slot0@lab:1"]["slots"] == 2 and workers["gpu0-slot0@lab:1"]["pack"] == 4
+    assert workers["other@lab:3"]["slots"] == 1 and workers["other@lab:3"]["pack"] is None

@@ -16,7 +16,12 @@ function device(w) {
   if (!w.device_kind) return el("span", { class: "muted" }, "not reported");
   const threads = w.cpu_threads ? `${w.cpu_threads} thread${w.cpu_threads === 1 ? "" : "s"}` : null;
   const kind = w.device_kind === "cuda" ? "GPU" : "CPU";
-  return [el("span", { class: "badge" }, kind), " ", w.device_name || "unknown", w.device_kind === "cpu" && threads ? el("span", { class: "muted small" }, ` · ${threads}`) : null];
+  const sharing = [
+    w.device_kind === "cpu" ? threads : null,
+    w.slots > 1 ? `${w.slots} slots` : null,
+    w.pack > 1 ? `packs ${w.pack} runs` : null,
+  ].filter(Boolean);
+  return [el("span", { class: "badge" }, kind), " ", w.device_name || "unknown", sharing.length ? el("span", { class: "muted small" }, ` · ${sharing.join(" · ")}`) : null];
 }
 
 function memory(w) {
