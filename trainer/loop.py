@@ -85,18 +85,11 @@ def train(
     """
     started = time.perf_counter()
     runtime = select_runtime(config)
-    data = load_dataset(
-        config.dataset, data_dir, train_limit=config.train_limit, test_limit=config.test_limit
-    )
-    train_x, train_y = data.train_images.to(runtime.device), data.train_labels.to(runtime.device)
-    test_x, test_y = data.test_images.to(runtime.device), data.test_labels.to(runtime.device)
-    mean, std = _channel_stats(data, runtime) if config.normalize else (None, None)
+    data, train_x, train_y, test_x, test_y, normalize = load_on_device(config, data_dir, runtime)
 
     def prepare(x: torch.Tensor) -> torch.Tensor:
         # Float 0..1 in, model input out: optional standardisation, then the memory layout.
-        if mean is not None:
-            x = (x - mean) / std
-        return x.contiguous(memory_format=runtime.memory_format)
+        return normalize(x).contiguous(memory_format=runtime.memory_format)
 
     warnings: list[str] = []
     state = _fresh_state(config, runtime, len(data.classes))
@@ -306,6 +299,23 @@ def _evaluate(
     confusion = pairs.view(num_classes, num_classes).cpu()
     n = max(len(labels), 1)
     return loss_sum.item() / n, confusion.diagonal().sum().item() / n, confusion
+
+
+def load_on_device(config: TrainConfig, data_dir, runtime: Runtime):
+    """(data, train_x, train_y, test_x, test_y, normalize): the (limited) dataset as uint8
+    on the training device, and the optional per-channel standardisation (trainer.packed
+    loads its members' shared data here too)."""
+    data = load_dataset(
+        config.dataset, data_dir, train_limit=config.train_limit, test_limit=config.test_limit
+    )
+    train_x, train_y = data.train_images.to(runtime.device), data.train_labels.to(runtime.device)
+    test_x, test_y = data.test_images.to(runtime.device), data.test_labels.to(runtime.device)
+    mean, std = _channel_stats(data, runtime) if config.normalize else (None, None)
+
+    def normalize(x: torch.Tensor) -> torch.Tensor:
+        return x if mean is None else (x - mean) / std
+
+    return data, train_x, train_y, test_x, test_y, normalize
 
 
 def _channel_stats(data: ImageData, runtime: Runtime) -> tuple[torch.Tensor, torch.Tensor]:

@@ -26,8 +26,7 @@ from tqdm import tqdm
 
 from trainer.augment import to_float
 from trainer.config import TrainConfig, check_packable, pack_key  # noqa: F401 (re-exported)
-from trainer.data import load_dataset
-from trainer.loop import EVAL_BATCH_SIZE, _channel_stats, _result
+from trainer.loop import EVAL_BATCH_SIZE, _result, load_on_device
 from trainer.packed_members import Member, Pack, start_member
 from trainer.packed_step import packed_batch, packed_train_step
 from trainer.precision import Runtime, select_runtime
@@ -70,15 +69,7 @@ def train_packed(
     started = time.perf_counter()
     first = configs[0]
     runtime = select_runtime(first)
-    data = load_dataset(
-        first.dataset, data_dir, train_limit=first.train_limit, test_limit=first.test_limit
-    )
-    train_x, train_y = data.train_images.to(runtime.device), data.train_labels.to(runtime.device)
-    test_x, test_y = data.test_images.to(runtime.device), data.test_labels.to(runtime.device)
-    mean, std = _channel_stats(data, runtime) if first.normalize else (None, None)
-
-    def normalize(x: torch.Tensor) -> torch.Tensor:
-        return x if mean is None else (x - mean) / std
+    data, train_x, train_y, test_x, test_y, normalize = load_on_device(first, data_dir, runtime)
 
     num_classes, n, batch = len(data.classes), len(train_y), first.batch_size
     members = [
