@@ -44,6 +44,32 @@ def record_epochs(run_id: int, *metrics, worker: str = "test-worker"):
     return owner
 
 
+def epoch_row(epoch: int, acc: float = 0.5):
+    """A made-up finished epoch: 2 s, 100 images/s, accuracy `acc`."""
+    from trainer.results import EpochMetrics
+
+    return EpochMetrics(
+        epoch=epoch,
+        lr=0.1,
+        train_loss=1.0,
+        train_acc=acc,
+        test_loss=1.0,
+        test_acc=acc,
+        seconds=2.0,
+        images_per_second=100.0,
+    )
+
+
+def http_ok(url: str) -> bool:
+    """True when url answers 200 (a server that is up); False while it is not reachable."""
+    import httpx
+
+    try:
+        return httpx.get(url, timeout=1).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

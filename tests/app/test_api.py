@@ -7,8 +7,7 @@ from sqlalchemy import func, select
 
 from core import lifecycle
 from core.db import Metric, Run, new_session
-from tests.conftest import TINY, record_epochs
-from trainer.results import EpochMetrics
+from tests.conftest import TINY, epoch_row, record_epochs
 
 
 @pytest.fixture
@@ -81,19 +80,6 @@ def test_delete_is_refused_while_queued_and_removes_finished_runs_with_metrics(a
     assert api.get(f"/api/runs/{run_id}").status_code == 404
     with new_session() as session:
         assert session.scalar(select(func.count(Metric.id))) == 0
-
-
-def epoch_row(epoch: int, acc: float) -> EpochMetrics:
-    return EpochMetrics(
-        epoch=epoch,
-        lr=0.1,
-        train_loss=1.0,
-        train_acc=acc,
-        test_loss=1.0,
-        test_acc=acc,
-        seconds=2.0,
-        images_per_second=100.0,
-    )
 
 
 def test_recording_an_epoch_twice_keeps_one_row_with_the_latest_values(api):

@@ -16,24 +16,10 @@ from sqlalchemy import event, update
 from app.hub import EventHub
 from core import lifecycle
 from core.db import Run, RunStatus, get_engine, new_session
-from tests.conftest import TINY, free_port, record_epochs, wait_for
+from tests.conftest import TINY, epoch_row, free_port, record_epochs, wait_for
 from trainer.config import TrainConfig
-from trainer.results import EpochMetrics
 
 pytestmark = pytest.mark.timeout(120)  # a stream that never ends fails here, not at 300 s
-
-
-def epoch_row(epoch: int, acc: float = 0.5) -> EpochMetrics:
-    return EpochMetrics(
-        epoch=epoch,
-        lr=0.1,
-        train_loss=1.0,
-        train_acc=acc,
-        test_loss=1.0,
-        test_acc=acc,
-        seconds=2.0,
-        images_per_second=100.0,
-    )
 
 
 def make_sweep(activations=("relu", "tanh", "sigmoid")) -> tuple[int, list[int]]:

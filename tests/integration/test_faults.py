@@ -13,7 +13,7 @@ import httpx
 import pytest
 import torch
 
-from tests.conftest import ROOT, TINY, RedisServer, free_port, service_env, wait_for
+from tests.conftest import ROOT, TINY, RedisServer, free_port, http_ok, service_env, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -131,7 +131,7 @@ def test_killing_the_web_app_mid_sweep_loses_and_sticks_nothing(tmp_path, redis_
             stderr=subprocess.DEVNULL,
             start_new_session=True,
         )
-        wait_for(lambda: _answers(f"{base}/healthz"), 30, "the app to answer")
+        wait_for(lambda: http_ok(f"{base}/healthz"), 30, "the app to answer")
         return proc
 
     app = start_app()
@@ -170,13 +170,6 @@ def test_killing_the_web_app_mid_sweep_loses_and_sticks_nothing(tmp_path, redis_
             if proc.poll() is None:
                 os.killpg(proc.pid, signal.SIGKILL)
                 proc.wait()
-
-
-def _answers(url: str) -> bool:
-    try:
-        return httpx.get(url, timeout=1).status_code == 200
-    except httpx.HTTPError:
-        return False
 
 
 def test_truncated_checkpoint_is_reported_and_the_run_resumes_from_the_previous_one(service):

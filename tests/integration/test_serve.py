@@ -11,7 +11,7 @@ import time
 import httpx
 import pytest
 
-from tests.conftest import ROOT, TINY, free_port, service_env, wait_for
+from tests.conftest import ROOT, TINY, free_port, http_ok, service_env, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -43,13 +43,7 @@ def served(tmp_path):
     )
     base = f"http://127.0.0.1:{port}"
 
-    def healthy():
-        try:
-            return httpx.get(f"{base}/healthz", timeout=1).status_code == 200
-        except httpx.HTTPError:
-            return False
-
-    wait_for(healthy, 30, "serve to answer /healthz")
+    wait_for(lambda: http_ok(f"{base}/healthz"), 30, "serve to answer /healthz")
     yield base, time.monotonic() - started, tmp_path
     os.killpg(proc.pid, signal.SIGTERM)
     try:

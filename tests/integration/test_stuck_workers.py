@@ -13,7 +13,7 @@ import httpx
 import psutil
 import pytest
 
-from tests.conftest import ROOT, TINY, free_port, service_env, wait_for
+from tests.conftest import ROOT, TINY, free_port, http_ok, service_env, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -104,7 +104,7 @@ def test_serve_stops_within_its_grace_period_and_leaves_no_process(tmp_path, stu
     )
     base = f"http://127.0.0.1:{port}"
     try:
-        wait_for(lambda: _answers(f"{base}/healthz"), 60, "serve to answer")
+        wait_for(lambda: http_ok(f"{base}/healthz"), 60, "serve to answer")
         run_id = httpx.post(f"{base}/api/runs", json=RUN).json()["id"]
         wait_for(
             lambda: httpx.get(f"{base}/api/runs/{run_id}").json()["batches_done"] >= 2,
@@ -139,13 +139,6 @@ def test_worker_stops_within_its_grace_period_even_when_training_is_stuck(make_s
     worker.send_signal(signal.SIGTERM)
     assert worker.wait(timeout=120) == 0
     assert_all_gone(children)
-
-
-def _answers(url: str) -> bool:
-    try:
-        return httpx.get(url, timeout=1).status_code == 200
-    except httpx.HTTPError:
-        return False
 
 
 def test_a_woken_superseded_worker_cannot_touch_the_run_its_successor_owns(service):
