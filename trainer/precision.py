@@ -6,8 +6,8 @@ bf16, CPUs with AVX-512 BF16 or AMX): on a CPU without them, bf16 is emulated an
 so there auto means fp32. precision=fp32 always trains in fp32; precision=bf16 forces bf16
 autocast even where it is emulated.
 
-The memory layout is chosen by evidence, per device (see `choose_layout`): channels_last on
-CUDA; on a CPU only where oneDNN's NHWC kernels are both safe and measured faster.
+The memory layout is chosen per device (see `choose_layout`): channels_last on CUDA,
+contiguous NCHW on every CPU.
 """
 
 from __future__ import annotations
@@ -58,21 +58,18 @@ def choose_layout(device: torch.device) -> tuple[bool, str]:
     """(channels_last, why) for this device.
 
     CUDA: channels_last, the layout cuDNN's tensor-core convolutions want.
-    CPU with AVX-512: channels_last, measured faster in fp32 (72 vs 59 img/s, ResNet18 width
-    64, 2-core Xeon, torch 2.14) and safe at every width (tests/trainer/test_layout.py).
-    Any other CPU (AVX2-only, Arm, ...): contiguous NCHW. On AVX2, torch 2.14's oneDNN
-    backward of a 1x1 stride-2 convolution in channels_last with 2-5 input channels (the
-    shortcut of a width-2..5 ResNet18) spins forever or crashes the process
-    (jit_avx2_1x1_convolution_bwd_weights); NCHW is safe there at every width.
+    Every CPU: contiguous NCHW. oneDNN's channels_last backward has crashed or hung on each
+    kind of CPU this project has met (torch 2.14): a 1x1 stride-2 convolution with 2-5 input
+    channels spins forever on AVX2-only EPYC, and a ragged batch of 29 at width 8 segfaults
+    with 2 threads on EPYC with AVX-512 BF16. It was faster only on one Xeon (72 vs 59 img/s
+    at width 64), which does not pay for a process that dies; NCHW trained every shape of
+    tests/trainer/test_layout.py's matrix on all three.
     """
     if device.type == "cuda":
         return True, "CUDA: channels_last suits cuDNN"
-    capability = _cpu_capability()
-    if capability.startswith("AVX512"):
-        return True, f"CPU {capability}: channels_last, measured faster and safe"
     return False, (
-        f"CPU {capability}: contiguous NCHW (oneDNN's channels_last 1x1 backward is unsafe "
-        "below AVX-512)"
+        f"CPU {_cpu_capability()}: contiguous NCHW (oneDNN's channels_last backward is not "
+        "safe on every CPU)"
     )
 
 

@@ -1,6 +1,10 @@
-"""The memory-layout rule: on whatever CPU runs the suite, the layout the trainer picks must
-train the shapes that hung or crashed oneDNN (a torch upgrade that brings the hang back fails
-here, in a subprocess with a deadline, instead of hanging the suite)."""
+"""The memory-layout rule, proven over the shapes that occur: on whatever CPU runs the suite,
+the layout and number format the trainer picks must train every width, batch size (a ragged
+last batch included) and thread count without crashing or hanging oneDNN.
+
+Each thread count runs in a subprocess with a deadline, so a torch upgrade that brings back a
+native crash (SIGSEGV on AVX-512 EPYC) or a hang (1x1 backward on AVX2 EPYC) fails here with
+the shape it died on, instead of taking the suite down."""
 
 from __future__ import annotations
 
@@ -12,46 +16,85 @@ import torch
 
 from trainer.precision import choose_layout, select_runtime
 
-# The shortcut of a width-4 ResNet18: a 1x1, stride-2 convolution with 2-5 input channels.
-# Its backward spins forever or aborts in channels_last on AVX2-only CPUs (torch 2.14).
+WIDTHS = (2, 3, 4, 5, 8, 16)  # 2-5: the 1x1 stride-2 shortcuts that hung oneDNN on AVX2
+BATCHES = (64, 29, 7, 1)  # 29: digits' last batch at 64, which crashed AVX-512 EPYC
+
+# Forward, backward and SGD step of the plain and the packed network (grouped convolutions,
+# two members), for every shape, in the layout and autocast dtype a run picks on this CPU;
+# then an evaluation forward. Prints each shape before it trains it: the last line names the
+# shape a crash happened on.
 PROBE = """
 import sys, torch
+from trainer.config import TrainConfig
+from trainer.model import build_model
+from trainer.packed_model import PackedResNet18
+from trainer.precision import select_runtime
+from trainer.step import train_step
+
 torch.set_num_threads(int(sys.argv[1]))
-channels_last = sys.argv[2] == "1"
-fmt = torch.channels_last if channels_last else torch.contiguous_format
-for c in (2, 3, 4, 5, 8):
-    for _ in range(10):
-        conv = torch.nn.Conv2d(c, 8, 1, stride=2, bias=False).to(memory_format=fmt)
-        x = torch.randn(64, c, 32, 32).to(memory_format=fmt).requires_grad_()
-        conv(x).sum().backward()
+widths = [int(w) for w in sys.argv[2].split(",")]
+batches = [int(b) for b in sys.argv[3].split(",")]
+for precision in ("fp32", "auto"):
+    for width in widths:
+        config = TrainConfig(dataset="digits", width=width, precision=precision)
+        runtime = select_runtime(config, "cpu")
+        torch.manual_seed(0)
+        models = {
+            "plain": build_model(config, 10),
+            "packed": PackedResNet18([("relu", 0.01), ("tanh", 0.01)], 10, width),
+        }
+        for name, model in models.items():
+            model = model.to(memory_format=runtime.memory_format)
+            sgd = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
+            channels = 3 * (2 if name == "packed" else 1)
+            for batch in batches:
+                print(name, runtime.precision, "width", width, "batch", batch, flush=True)
+                x = torch.randn(batch, channels, 32, 32).contiguous(
+                    memory_format=runtime.memory_format
+                )
+                y = torch.randint(0, 10, (batch,) + ((2,) if name == "packed" else ()))
+                step_forward = model if name == "plain" else (lambda t: model(t).flatten(0, 1))
+                train_step(step_forward, sgd, runtime, x, y.flatten())
+            model.eval()
+            with torch.no_grad(), runtime.autocast():
+                model(torch.randn(7, channels, 32, 32).contiguous(
+                    memory_format=runtime.memory_format))
 print("ok")
 """
 
 
 @pytest.mark.parametrize("threads", [1, 2])
-def test_chosen_cpu_layout_trains_the_shapes_that_hang_oneDNN(threads):
-    channels_last, reason = choose_layout(torch.device("cpu"))
-    result = subprocess.run(
-        [sys.executable, "-c", PROBE, str(threads), "1" if channels_last else "0"],
-        capture_output=True,
-        text=True,
-        timeout=120,  # the backward takes milliseconds; a hang is caught, never waited out
+def test_chosen_cpu_layout_trains_every_shape(threads):
+    _, reason = choose_layout(torch.device("cpu"))
+    try:
+        result = subprocess.run(
+            [
+                sys.executable, "-c", PROBE, str(threads),
+                ",".join(map(str, WIDTHS)), ",".join(map(str, BATCHES)),
+            ],  # fmt: skip
+            capture_output=True,
+            text=True,
+            timeout=240,  # seconds of work at most; a hang is caught, never waited out
+        )
+    except subprocess.TimeoutExpired as exc:
+        last = (exc.stdout or b"").decode(errors="replace").strip().splitlines()[-1:]
+        pytest.fail(f"the layout chosen for this CPU ({reason}) hung at {last}")
+    shapes = result.stdout.strip().splitlines()
+    assert result.returncode == 0 and shapes[-1:] == ["ok"], (
+        f"the layout chosen for this CPU ({reason}) crashed at {shapes[-1:]} "
+        f"(rc {result.returncode}): {result.stderr[-2000:]}"
     )
-    assert result.returncode == 0 and result.stdout.strip() == "ok", (
-        f"the layout chosen for this CPU ({reason}) crashed or hung a 1x1 stride-2 backward: "
-        f"rc {result.returncode}, {result.stderr[-2000:]}"
-    )
+    # Every shape was trained, in both number formats.
+    assert len(shapes) - 1 == 2 * len(WIDTHS) * 2 * len(BATCHES)
 
 
-def test_layout_follows_the_cpu_capability(monkeypatch):
+def test_every_cpu_trains_in_nchw_and_cuda_in_channels_last(monkeypatch):
     from trainer import precision
 
-    monkeypatch.setattr(precision, "_cpu_capability", lambda: "AVX2")
-    assert choose_layout(torch.device("cpu"))[0] is False
-    monkeypatch.setattr(precision, "_cpu_capability", lambda: "AVX512")
-    assert choose_layout(torch.device("cpu"))[0] is True
-    monkeypatch.setattr(precision, "_cpu_capability", lambda: "DEFAULT")
-    assert choose_layout(torch.device("cpu"))[0] is False
+    for capability in ("AVX512", "AVX2", "DEFAULT", "SVE256"):
+        monkeypatch.setattr(precision, "_cpu_capability", lambda c=capability: c)
+        channels_last, reason = choose_layout(torch.device("cpu"))
+        assert channels_last is False and capability in reason
     assert choose_layout(torch.device("cuda"))[0] is True
 
 
