@@ -68,6 +68,7 @@ def serve(args: argparse.Namespace) -> int:
         return 2
     settings.ensure_dirs()
     _upgrade_database()
+    from core.crashes import record_crash
     from core.supervisor import Supervisor, share_threads
 
     # Each local worker gets its share of the cores: N workers each using every core would
@@ -83,6 +84,7 @@ def serve(args: argparse.Namespace) -> int:
         [worker_command(f"local{i}@%h", args.loglevel.upper()) for i in range(args.workers)],
         env_for,
         grace=settings.stop_grace,
+        on_death=record_crash,
     )
     workers.start()
     threading.Thread(target=workers.watch, name="supervisor", daemon=True).start()
@@ -127,6 +129,7 @@ def worker(args: argparse.Namespace) -> int:
         os.environ["CUDA_VISIBLE_DEVICES"] = str(args.gpu)
     _set_home(args.home)
     from core.config import get_settings
+    from core.crashes import record_crash
     from core.supervisor import Supervisor, run_until_signalled, share_threads
 
     _upgrade_database()
@@ -152,6 +155,7 @@ def worker(args: argparse.Namespace) -> int:
         [worker_command(name, args.loglevel.upper()) for name in names],
         env_for,
         grace=get_settings().stop_grace,
+        on_death=record_crash,
     )
     return run_until_signalled(supervisor)
 

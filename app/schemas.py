@@ -225,6 +225,26 @@ class RunLogsOut(BaseModel):
     lines: list[LogLineOut]
 
 
+class AttemptOut(BaseModel):
+    attempt: int
+    worker: str
+    started_at: datetime
+    ended_at: datetime | None
+    outcome: str | None = Field(
+        description="succeeded, failed, cancelled, crashed, lost, requeued; null while under way"
+    )
+    detail: str | None
+
+
+class RunAttemptsOut(BaseModel):
+    run_id: int
+    crashes: int = Field(description="worker processes the run killed since its last retry")
+    last_crash_at: str | None = Field(
+        description='where the last one died, e.g. "epoch 1, batch 23 of 23"'
+    )
+    attempts: list[AttemptOut]
+
+
 class StatusesOut(BaseModel):
     all: list[str]
     active: list[str]

@@ -137,6 +137,11 @@ class Run(Base):
     name: Mapped[str | None] = mapped_column(String(200))
     tags: Mapped[list | None] = mapped_column(JSON)
     note: Mapped[str | None] = mapped_column(Text)
+    # Worker processes this run killed in native code since it was last submitted or retried,
+    # and where the last one died ("epoch 1, batch 23 of 23"): a crash loop ends the run
+    # (core.crashes).
+    crashes: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    last_crash_at: Mapped[str | None] = mapped_column(String(100))
 
 
 class Metric(Base):
@@ -166,6 +171,24 @@ class RunLog(Base):
     at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     level: Mapped[str] = mapped_column(String(16))
     message: Mapped[str] = mapped_column(Text)
+
+
+class RunAttempt(Base):
+    """One attempt at a run: which worker took it, when, and how it ended (the run page's
+    attempt history). outcome is null while the attempt is under way."""
+
+    __tablename__ = "run_attempts"
+    __table_args__ = (UniqueConstraint("run_id", "attempt"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    run_id: Mapped[int] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"), index=True)
+    attempt: Mapped[int] = mapped_column(Integer)
+    worker: Mapped[str] = mapped_column(String(200))
+    started_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    ended_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # succeeded, failed, cancelled, crashed, lost, requeued, superseded
+    outcome: Mapped[str | None] = mapped_column(String(16))
+    detail: Mapped[str | None] = mapped_column(Text)
 
 
 class WorkerSeen(Base):

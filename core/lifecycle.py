@@ -21,7 +21,18 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
-from core.db import ACTIVE, RETRYABLE, Metric, Run, RunLog, RunStatus, Sweep, WorkerSeen, utcnow
+from core.db import (
+    ACTIVE,
+    RETRYABLE,
+    Metric,
+    Run,
+    RunAttempt,
+    RunLog,
+    RunStatus,
+    Sweep,
+    WorkerSeen,
+    utcnow,
+)
 from trainer.config import TrainConfig
 from trainer.results import EpochMetrics, RunResult
 
@@ -93,7 +104,8 @@ def claim(session: Session, run_id: int, worker: str, heartbeat_timeout: float) 
         status=RunStatus.running,
         worker=worker,
         attempts=Run.attempts + 1,
-        started_at=func.coalesce(Run.started_at, now),
+        # Started is this attempt's start: never earlier than the queueing it answers.
+        started_at=now,
         heartbeat_at=now,
         progress_at=None,
         batch_seconds=None,
@@ -101,8 +113,30 @@ def claim(session: Session, run_id: int, worker: str, heartbeat_timeout: float) 
     )
     if not taken:
         return None
-    attempt = session.scalar(select(Run.attempts).where(Run.id == run_id))
-    return Owner(worker, int(attempt))
+    attempt = int(session.scalar(select(Run.attempts).where(Run.id == run_id)))
+    # An attempt still open here went silent and was taken over.
+    end_attempt(session, run_id, "lost", f"no heartbeat; taken over by {worker}")
+    session.add(RunAttempt(run_id=run_id, attempt=attempt, worker=worker, started_at=now))
+    session.commit()
+    return Owner(worker, attempt)
+
+
+def end_attempt(session: Session, run_id: int, outcome: str, detail: str | None = None) -> None:
+    """Closes the run's open attempt (if any) with how it ended; commits."""
+    session.execute(
+        update(RunAttempt)
+        .where(RunAttempt.run_id == run_id, RunAttempt.ended_at.is_(None))
+        .values(ended_at=utcnow(), outcome=outcome, detail=detail and detail[:2000])
+    )
+    session.commit()
+
+
+def attempts(session: Session, run_id: int) -> list[RunAttempt]:
+    return list(
+        session.scalars(
+            select(RunAttempt).where(RunAttempt.run_id == run_id).order_by(RunAttempt.attempt)
+        )
+    )
 
 
 @dataclass(frozen=True)
@@ -191,7 +225,7 @@ def record_epoch(session: Session, run_id: int, metrics: EpochMetrics, owner: Ow
 def finish(session: Session, run_id: int, result: RunResult, owner: Owner) -> bool:
     """running -> succeeded (or cancelled when the trainer stopped early), by its owner."""
     status = RunStatus.cancelled if result.stopped_early else RunStatus.succeeded
-    return _cas(
+    done = _cas(
         session,
         run_id,
         (RunStatus.running,),
@@ -213,11 +247,14 @@ def finish(session: Session, run_id: int, result: RunResult, owner: Owner) -> bo
         },
         environment=result.environment,
     )
+    if done:
+        end_attempt(session, run_id, status.value)
+    return done
 
 
 def fail(session: Session, run_id: int, error: str, owner: Owner) -> bool:
     """running -> failed, by its owner (the trainer raised, or the run stalled)."""
-    return _cas(
+    failed = _cas(
         session,
         run_id,
         (RunStatus.running,),
@@ -227,6 +264,19 @@ def fail(session: Session, run_id: int, error: str, owner: Owner) -> bool:
         finished_at=utcnow(),
         error=error[:10_000],
     )
+    if failed:
+        end_attempt(session, run_id, "failed", error.strip().splitlines()[0] if error else None)
+    return failed
+
+
+def set_crashes(
+    session: Session, run_id: int, owner: Owner, crashes: int, where: str | None
+) -> bool:
+    """How many worker processes the run has killed, and where the last one died."""
+    return _cas(
+        session, run_id, (RunStatus.running,), owner.condition(),
+        crashes=crashes, last_crash_at=where,
+    )  # fmt: skip
 
 
 def set_checkpoint(session: Session, run_id: int, path: str, owner: Owner) -> bool:
@@ -259,21 +309,37 @@ def mark_cancelled(session: Session, run_id: int) -> bool:
 
 
 def requeue(
-    session: Session, run_id: int, allowed: Iterable[RunStatus] = RETRYABLE, *extra
+    session: Session,
+    run_id: int,
+    allowed: Iterable[RunStatus] = RETRYABLE,
+    *extra,
+    why: str = "requeued",
+    **values,
 ) -> bool:
-    """Back to queued; the worker resumes from the checkpoint, if there is one."""
-    return _cas(
+    """Back to queued; the worker resumes from the checkpoint, if there is one. `why` ends
+    the attempt under way, if one is (a person's retry starts from a finished one)."""
+    requeued = _cas(
         session,
         run_id,
         allowed,
         *extra,
         status=RunStatus.queued,
         cancel_requested=False,
+        started_at=None,
         finished_at=None,
         error=None,
         final_test_acc=None,
         queued_at=utcnow(),
+        **values,
     )
+    if requeued:
+        end_attempt(session, run_id, why)
+    return requeued
+
+
+def retry(session: Session, run_id: int) -> bool:
+    """A person's retry of a finished run: queued again, with a clean crash record."""
+    return requeue(session, run_id, crashes=0, last_crash_at=None)
 
 
 def reap(session: Session, heartbeat_timeout: float) -> list[int]:
@@ -295,6 +361,8 @@ def reap(session: Session, heartbeat_timeout: float) -> list[int]:
             error="worker stopped sending heartbeats",
         )
     ]
+    for run_id in lost:
+        end_attempt(session, run_id, "lost", "worker stopped sending heartbeats")
     return lost
 
 

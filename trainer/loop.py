@@ -11,6 +11,7 @@ makes a resumed run on CPU produce bit-identical metrics to an uninterrupted one
 
 from __future__ import annotations
 
+import logging
 import sys
 import time
 from collections.abc import Callable
@@ -26,12 +27,17 @@ from trainer.augment import augment, to_float
 from trainer.config import TrainConfig
 from trainer.data import ImageData, load_dataset
 from trainer.model import build_model
-from trainer.precision import Runtime, describe_environment, select_runtime
+from trainer.precision import CompiledOrEager, Runtime, describe_environment, select_runtime
 from trainer.results import EpochMetrics, RunResult
 from trainer.schedule import lr_at_epoch, set_lr
 from trainer.step import make_sgd, train_step
 
 EVAL_BATCH_SIZE = 1024
+
+log = logging.getLogger(__name__)
+
+# on_batch(epoch, batch, batches): after batch `batch` (1-based) of `batches` in `epoch`.
+OnBatch = Callable[[int, int, int], None]
 
 
 @dataclass
@@ -61,7 +67,7 @@ def train(
     *,
     on_epoch: Callable[[EpochMetrics], None] | None = None,
     should_stop: Callable[[], bool] | None = None,
-    on_batch: Callable[[], None] | None = None,
+    on_batch: OnBatch | None = None,
     checkpoint_dir: str | Path | None = None,
     checkpoint_seconds: float = 0.0,
     on_checkpoint: Callable[[Path], None] | None = None,
@@ -72,8 +78,9 @@ def train(
 
     on_epoch(metrics) is called after each finished epoch. should_stop() is checked before
     every batch and before every checkpoint write; when it returns True the run ends with
-    stopped_early=True, its checkpoint left at the last one written. on_batch() is called
-    after every training batch (progress, for stall detection).
+    stopped_early=True, its checkpoint left at the last one written. on_batch(epoch, batch,
+    batches) is called after every training batch (progress, for stall detection, and the
+    breadcrumb a worker leaves for the story of a crash).
 
     If checkpoint_dir holds a checkpoint of the same config, the run continues from it (a
     different config raises checkpoint.CheckpointMismatch). A checkpoint is written after
@@ -96,7 +103,8 @@ def train(
     if checkpoint_dir is not None:
         _restore(state, checkpoint_dir, config, warnings)
     resumed_from = state.epoch
-    forward = _compiled(state.model, runtime, warnings)
+    log.info(describe_start(resumed_from, config.epochs))
+    forward = CompiledOrEager(state.model, runtime, warnings)
 
     def result(stopped: bool) -> RunResult:
         return _result(
@@ -131,7 +139,7 @@ def train(
             try:
                 train_loss, train_acc, train_seconds = _train_epoch(
                     state, forward, runtime, config, train_x, train_y, prepare,
-                    stop_asked, on_batch, f"epoch {epoch}", progress,
+                    stop_asked, on_batch, epoch, progress,
                 )  # fmt: skip
             except _Stopped as stop:
                 if stop.at_boundary:  # the model is exactly at the last finished epoch
@@ -166,6 +174,13 @@ def train(
     return result(stopped=False)
 
 
+def describe_start(resumed_from: int, epochs: int) -> str:
+    """The line each attempt starts with: fresh, or resumed from a checkpoint."""
+    if resumed_from == 0:
+        return f"starting fresh: epoch 1 of {epochs}"
+    return f"resumed from epoch {resumed_from} of {epochs} (its checkpoint)"
+
+
 def _fresh_state(config: TrainConfig, runtime: Runtime, num_classes: int) -> _State:
     """The model and optimizer at step 0, and the seeded generators."""
     torch.manual_seed(config.seed)  # weight init
@@ -196,22 +211,6 @@ def _restore(state: _State, directory: str | Path, config: TrainConfig, warnings
     state.lr = float(saved.get("schedule", {}).get("lr", 0.0))
 
 
-def _compiled(model: torch.nn.Module, runtime: Runtime, warnings: list[str]):
-    """The forward to call: torch.compile'd on CUDA when asked, else the model itself.
-
-    dynamic=False: one graph per input shape (full batch, last partial batch, evaluation),
-    each compiled once and cached, not recompiled every epoch. The uncompiled `model` keeps
-    plain state_dict keys for checkpoints.
-    """
-    if not runtime.compile:
-        return model
-    try:
-        return torch.compile(model, dynamic=False)
-    except Exception as exc:  # no compiler for this platform: train eagerly, say so
-        warnings.append(f"torch.compile unavailable, trained eagerly: {exc}")
-        return model
-
-
 def _train_epoch(
     state: _State,
     forward: Callable[[torch.Tensor], torch.Tensor],
@@ -221,8 +220,8 @@ def _train_epoch(
     train_y: torch.Tensor,
     prepare: Callable[[torch.Tensor], torch.Tensor],
     stop_asked: Callable[[], bool],
-    on_batch: Callable[[], None] | None,
-    desc: str,
+    on_batch: OnBatch | None,
+    epoch: int,
     progress: bool,
 ) -> tuple[float, float, float]:
     """One pass over the shuffled training set: (loss, accuracy, seconds). Raises _Stopped
@@ -233,10 +232,11 @@ def _train_epoch(
     loss_sum = torch.zeros((), dtype=torch.float64, device=runtime.device)
     correct = torch.zeros((), dtype=torch.int64, device=runtime.device)
     batches = tqdm(
-        range(0, len(order), config.batch_size), desc=desc, unit="batch",
+        range(0, len(order), config.batch_size), desc=f"epoch {epoch}", unit="batch",
         leave=False, disable=not progress, file=sys.stderr, dynamic_ncols=True,
     )  # fmt: skip
-    for start in batches:
+    total = len(batches)
+    for number, start in enumerate(batches, 1):
         if stop_asked():
             batches.close()
             raise _Stopped(at_boundary=start == 0)
@@ -248,7 +248,7 @@ def _train_epoch(
         loss_sum += loss * len(y)
         correct += (logits.argmax(1) == y).sum()
         if on_batch is not None:
-            on_batch()
+            on_batch(epoch, number, total)
     n = len(order)
     loss, accuracy = loss_sum.item() / n, correct.item() / n  # .item() synchronises
     return loss, accuracy, time.perf_counter() - started

@@ -15,6 +15,7 @@ says so (checked before every batch, as trainer.loop does); the rest are repacke
 
 from __future__ import annotations
 
+import logging
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -26,11 +27,13 @@ from tqdm import tqdm
 
 from trainer.augment import to_float
 from trainer.config import TrainConfig, check_packable, pack_key  # noqa: F401 (re-exported)
-from trainer.loop import EVAL_BATCH_SIZE, _result, load_on_device
+from trainer.loop import EVAL_BATCH_SIZE, OnBatch, _result, describe_start, load_on_device
 from trainer.packed_members import Member, Pack, start_member
 from trainer.packed_step import packed_batch, packed_train_step
 from trainer.precision import Runtime, select_runtime
 from trainer.results import EpochMetrics, RunResult
+
+log = logging.getLogger(__name__)
 
 
 def train_packed(
@@ -38,7 +41,7 @@ def train_packed(
     *,
     on_epoch: Callable[[int, EpochMetrics], None] | None = None,
     should_stop: Callable[[int], bool] | None = None,
-    on_batch: Callable[[], None] | None = None,
+    on_batch: OnBatch | None = None,
     on_leave: Callable[[int, RunResult], None] | None = None,
     on_checkpoint: Callable[[int, Path], None] | None = None,
     checkpoint_dirs: Sequence[str | Path | None] | None = None,
@@ -49,8 +52,9 @@ def train_packed(
     """Train and test the configs as one pack; one RunResult per config, in order.
 
     on_epoch(i, metrics) and should_stop(i) are trainer.train's callbacks for member i
-    (should_stop is also asked before member i's checkpoint write); on_batch() after every
-    packed batch; on_leave(i, result) as soon as member i leaves the pack (done or stopped),
+    (should_stop is also asked before member i's checkpoint write); on_batch(epoch, batch,
+    batches) after every packed batch (the epoch of the pack's first member); on_leave(i,
+    result) as soon as member i leaves the pack (done or stopped),
     with the RunResult the returned list will hold; on_checkpoint(i, path) right after member
     i's checkpoint is written (as trainer.train's on_checkpoint). checkpoint_dirs[i] (None: no
     checkpoints) is member i's checkpoint directory, resumed from if it holds a checkpoint;
@@ -76,6 +80,8 @@ def train_packed(
         start_member(i, config, runtime, num_classes, d)
         for i, (config, d) in enumerate(zip(configs, dirs))
     ]
+    for m in members:
+        log.info("pack member %s: %s", m.index, describe_start(m.resumed_from, m.config.epochs))
 
     def result(m: Member) -> RunResult:
         return _result(
@@ -170,7 +176,7 @@ def train_packed(
             pack.corrects += (logits.argmax(2) == y).sum(0)
             batches.update(1)
             if on_batch is not None:
-                on_batch()
+                on_batch(pack.members[0].epoch, pos // batch + 1, batches.total)
             pos += batch
             if pos < n:
                 continue

@@ -21,7 +21,7 @@ from trainer.config import TrainConfig
 from trainer.model import ResNet18, build_model
 from trainer.packed_model import PackedResNet18
 from trainer.packed_step import PackedSGD
-from trainer.precision import Runtime
+from trainer.precision import CompiledOrEager, Runtime
 from trainer.results import EpochMetrics
 from trainer.schedule import lr_at_epoch, set_lr
 from trainer.step import make_sgd
@@ -128,6 +128,17 @@ def start_member(
     return member
 
 
+class _EveryMember:
+    """A warning about the pack (its compile fell back to eager) goes to every member."""
+
+    def __init__(self, members: list[Member]) -> None:
+        self.members = members
+
+    def append(self, message: str) -> None:
+        for member in self.members:
+            member.warnings.append(message)
+
+
 class Pack:
     """The members' weights and momentum, packed; plus their running train sums."""
 
@@ -142,7 +153,7 @@ class Pack:
         model = model.to_empty(device=runtime.device).to(memory_format=runtime.memory_format)
         model.load_members([m.model.state_dict() for m in members])
         self.model = model
-        self.forward = torch.compile(model) if runtime.compile else model
+        self.forward = CompiledOrEager(model, runtime, _EveryMember(members))
         self.optimizer = PackedSGD(
             list(model.parameters()),
             k,

@@ -13,6 +13,7 @@ contiguous NCHW on every CPU.
 from __future__ import annotations
 
 import contextlib
+import logging
 import platform
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -23,6 +24,9 @@ from trainer.sysinfo import cpu_name
 
 if TYPE_CHECKING:  # only for annotations: these modules run without pydantic
     from trainer.config import TrainConfig
+
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -140,3 +144,57 @@ def describe_environment(runtime: Runtime) -> dict[str, str]:
 
 def _cpu_name() -> str:
     return cpu_name() or platform.processor() or platform.machine()
+
+
+class CompiledOrEager:
+    """The forward a run calls: torch.compile'd when the runtime asks for it, the model itself
+    otherwise, and the model itself for good when compiling fails.
+
+    torch.compile fails lazily, at the first forward (no Triton, no C compiler): that first
+    call falls back to eager, says why in `warnings` (the run's result) and the log, and the
+    run goes on. Later errors are the model's and propagate. dynamic=False: one graph per
+    input shape (full batch, last partial batch, evaluation), each compiled once. Calls,
+    train() and eval() go to the model, whose state_dict keys stay plain for checkpoints.
+    """
+
+    def __init__(self, model: torch.nn.Module, runtime: Runtime, warnings: list[str]):
+        self.model = model
+        self.warnings = warnings
+        self._compiled = None
+        self._proven = False
+        if runtime.compile:
+            try:
+                self._compiled = torch.compile(model, dynamic=False)
+            except Exception as exc:  # no compiler for this platform at all
+                self._fall_back(exc)
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        if self._compiled is None:
+            return self.model(x)
+        if self._proven:
+            return self._compiled(x)
+        try:
+            out = self._compiled(x)
+        except Exception as exc:
+            self._fall_back(exc)
+            return self.model(x)
+        self._proven = True
+        return out
+
+    def _fall_back(self, exc: Exception) -> None:
+        self._compiled = None
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
+        message = f"torch.compile failed, training eagerly: {type(exc).__name__}: {first}"
+        self.warnings.append(message)
+        log.warning(message)
+
+    @property
+    def training(self) -> bool:
+        return self.model.training
+
+    def train(self, mode: bool = True) -> CompiledOrEager:
+        self.model.train(mode)
+        return self
+
+    def eval(self) -> CompiledOrEager:
+        return self.train(False)

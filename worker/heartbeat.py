@@ -114,11 +114,16 @@ class Heartbeat(threading.Thread):
                             self.stop_requested[run_id].set()
                     if beat:
                         last_beat = time.monotonic()
-                    if self.logs is not None:
-                        self.logs.write(session, [run_id for run_id, _ in self._live()])
+                    self.flush_logs(session)
             except Exception:  # a database hiccup must not kill the run; retry next tick
                 log.debug("heartbeat of runs %s failed; retrying", list(self.owners), exc_info=True)
                 continue
+
+    def flush_logs(self, session) -> None:
+        """Writes the buffered log lines to the live runs now (each tick, and with each
+        epoch's row, so that a crash loses no line from before its epoch)."""
+        if self.logs is not None:
+            self.logs.write(session, [run_id for run_id, _ in self._live()])
 
     def _live(self) -> list[tuple[int, lifecycle.Owner]]:
         return [

@@ -33,7 +33,9 @@ def recover_once() -> list[int]:
         requeued = [
             run_id
             for run_id in candidates
-            if lifecycle.requeue(session, run_id, (RunStatus.lost, RunStatus.running), stale)
+            if lifecycle.requeue(
+                session, run_id, (RunStatus.lost, RunStatus.running), stale, why="lost"
+            )
         ]
     if requeued:
         log.warning("resuming runs whose worker died: %s", requeued)

@@ -18,6 +18,7 @@ from sqlalchemy import select
 
 from core import lifecycle
 from core.config import Settings, get_settings
+from core.crashes import Breadcrumb
 from core.db import ACTIVE, Run, RunStatus, new_session
 from core.queue import enqueue
 from core.store import Store, open_store
@@ -36,6 +37,9 @@ shutting_down = threading.Event()
 
 # How many queued runs a packing worker looks through for companions of the run it took.
 COMPANION_SCAN = 200
+
+# Where training is, for the supervisor to read if this process dies (core.crashes).
+breadcrumb = Breadcrumb.from_env()
 
 
 @worker_shutting_down.connect
@@ -122,18 +126,22 @@ def run_one(run_id: int) -> str:
 def _train_members(members, pack, settings, store: Store, watch: Watch, beat: Heartbeat) -> str:
     first = members[0]
     log.info(
-        "runs %s: training %s",
+        "runs %s: attempt %s on %s, training %s",
         [m.run_id for m in members],
+        first.owner.attempt,
+        first.owner.worker,
         first.config.model_dump_json() if len(members) == 1 else f"a pack of {len(members)}",
     )
+    breadcrumb.start([(m.run_id, m.owner.worker, m.owner.attempt) for m in members])
     beat.start()
     checks = [StopCheck(m, beat, verify_after=settings.heartbeat_timeout / 2) for m in members]
     inject = faults.injector(settings.test_fault, settings.home_dir)
 
-    def on_batch() -> None:
+    def on_batch(epoch: int, batch: int, batches: int) -> None:
         watch.batch_done()
-        if inject is not None:
-            inject(watch.batches)
+        breadcrumb.at(epoch, batch, batches)
+        if inject is not None:  # counted from the run's start, so a resumed run hits it too
+            inject((epoch - 1) * batches + batch)
 
     def on_epoch(i: int, metrics: EpochMetrics) -> None:
         member = members[i]
@@ -145,6 +153,7 @@ def _train_members(members, pack, settings, store: Store, watch: Watch, beat: He
         with new_session() as session:
             if not lifecycle.record_epoch(session, member.run_id, metrics, member.owner):
                 beat.lose(member.run_id)
+            beat.flush_logs(session)
 
     def on_checkpoint(i: int, path: Path) -> None:
         # Published before the next epoch: a successor on another host resumes from it.
@@ -181,6 +190,7 @@ def _train_members(members, pack, settings, store: Store, watch: Watch, beat: He
         return "failed"
     finally:
         beat.close()
+        breadcrumb.clear()
 
     for i, result in enumerate(results):
         if i not in outcomes:

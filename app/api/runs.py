@@ -18,6 +18,7 @@ from app.schemas import (
     NOT_FOUND,
     RATE_LIMITED,
     ManyMetricsOut,
+    RunAttemptsOut,
     RunLogsOut,
     RunMetricsOut,
     RunOut,
@@ -283,6 +284,25 @@ def run_logs(
     return fast_json({"run_id": run.id, "lines": lines})
 
 
+@router.get("/runs/{run_id}/attempts", response_model=RunAttemptsOut, responses=NOT_FOUND)
+def run_attempts(run: RunDep, session: SessionDep):
+    """Each attempt at the run: the worker that took it, when, and how it ended (a crash
+    names the signal and where it hit)."""
+    rows = [
+        {
+            "attempt": a.attempt, "worker": a.worker, "started_at": a.started_at,
+            "ended_at": a.ended_at, "outcome": a.outcome, "detail": a.detail,
+        }
+        for a in lifecycle.attempts(session, run.id)
+    ]  # fmt: skip
+    return fast_json(
+        {
+            "run_id": run.id, "crashes": run.crashes, "last_crash_at": run.last_crash_at,
+            "attempts": rows,
+        }
+    )  # fmt: skip
+
+
 @router.get(
     "/runs/{run_id}/metrics.csv",
     response_class=Response,
@@ -339,7 +359,7 @@ def retry_run(run: RunDep, session: SessionDep):
     """Failed, cancelled or lost: queued again, resuming from its last checkpoint. Queued:
     its task is sent again (for a queue message lost with a broker that kept none); a
     duplicate is harmless, the first worker to claim the run wins."""
-    if run.status != RunStatus.queued and not lifecycle.requeue(session, run.id):
+    if run.status != RunStatus.queued and not lifecycle.retry(session, run.id):
         raise HTTPException(409, f"run {run.id} is {RunStatus(run.status).value}; not retryable")
     enqueue([run.id])
     session.refresh(run)

@@ -335,7 +335,7 @@ def retry_sweep(
 ):
     """Re-queues the sweep's failed, cancelled and lost runs (or only `run_ids` among them)."""
     ids = [
-        i for i in _selected(session, sweep.id, body, RETRYABLE) if lifecycle.requeue(session, i)
+        i for i in _selected(session, sweep.id, body, RETRYABLE) if lifecycle.retry(session, i)
     ]
     enqueue(ids)
     return {"retried": ids}

@@ -71,11 +71,23 @@ def test_a_stalled_run_fails_with_the_stall_message_and_a_new_worker_takes_the_n
     assert worker.poll() is None, "the supervising `resnet-lab worker` stays up"
 
 
-def test_an_abort_in_native_code_resumes_the_run_from_its_checkpoint(make_service, redis_url):
+def log_lines(service, run_id: int) -> list[str]:
+    return [
+        line["message"] for line in service.client.get(f"/api/runs/{run_id}/logs").json()["lines"]
+    ]
+
+
+def attempts(service, run_id: int) -> dict:
+    response = service.client.get(f"/api/runs/{run_id}/attempts")
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
+def test_an_abort_in_native_code_tells_its_story_and_resumes_the_run(make_service, redis_url):
     import redis
 
     redis.Redis.from_url(redis_url).flushdb()
-    # Batch 6 is inside epoch 2: epoch 1 is checkpointed, then the process aborts.
+    # Batch 6 is batch 2 of epoch 2: epoch 1 is checkpointed, then the process aborts.
     service = make_service(redis_url, RESNET_LAB_TEST_FAULT="abort:6")
     run_id = submit(service.client, **RUN)
     service.start_worker()
@@ -86,6 +98,51 @@ def test_an_abort_in_native_code_resumes_the_run_from_its_checkpoint(make_servic
     assert run["result"]["resumed_from_epoch"] == 1
     assert [e["epoch"] for e in service.metrics(run_id)] == [1, 2, 3]
     assert "SIGABRT" in service.logs()
+
+    # The run's own log says what died, where, and how the next attempt began.
+    lines = log_lines(service, run_id)
+    died = [line for line in lines if "died (SIGABRT" in line]
+    assert len(died) == 1 and "in epoch 2, batch 2 of 4" in died[0], lines
+    assert "Fatal Python error: Aborted" in died[0], "faulthandler's report is in the story"
+    assert any("starting fresh" in line for line in lines), lines
+    assert any("resumed from epoch 1 of 3" in line for line in lines), lines
+    history = attempts(service, run_id)
+    assert [(a["attempt"], a["outcome"]) for a in history["attempts"]] == [
+        (1, "crashed"),
+        (2, "succeeded"),
+    ]
+    assert "SIGABRT" in history["attempts"][0]["detail"]
+    assert history["crashes"] == 1 and history["last_crash_at"] == "epoch 2, batch 2 of 4"
+    # Timestamps of one attempt belong together: queued again before it started again.
+    assert run["queued_at"] <= run["started_at"] <= run["finished_at"]
+
+
+def test_a_run_that_keeps_crashing_its_worker_fails_after_three_and_the_next_run_trains(
+    make_service, redis_url
+):
+    import redis
+
+    redis.Redis.from_url(redis_url).flushdb()
+    # Every attempt aborts at its 6th batch; the next run has only 4 batches and never does.
+    service = make_service(redis_url, RESNET_LAB_TEST_FAULT="abort:6:always")
+    doomed = submit(service.client, **RUN)
+    healthy = submit(service.client, **{**RUN, "epochs": 1})
+    service.start_worker()
+    run = service.wait_status(doomed, {"succeeded", "failed"}, timeout=240)
+
+    assert run["status"] == "failed"
+    assert run["attempts"] == 3
+    assert run["error"].startswith("crashed its worker 3 times (SIGABRT in epoch 2, batch 2 of 4)")
+    assert "last error: Fatal Python error: Aborted" in run["error"]
+    outcomes = [a["outcome"] for a in attempts(service, doomed)["attempts"]]
+    assert outcomes == ["crashed", "crashed", "crashed"]
+    assert service.wait_status(healthy, {"succeeded", "failed"}, timeout=240)["status"] == (
+        "succeeded"
+    )
+
+    # A person's retry clears the crash count and tries again (here: it crashes again).
+    assert service.client.post(f"/api/runs/{doomed}/retry").status_code == 200
+    assert attempts(service, doomed)["crashes"] == 0
 
 
 @pytest.mark.parametrize("stuck", ["hung", "stopped"])

@@ -181,7 +181,7 @@ def test_a_stop_asked_after_the_last_batch_saves_and_reports_no_epoch(tiny_confi
         tiny_config(),
         should_stop=stop_at_call(5),
         on_epoch=reported.append,
-        on_batch=lambda: batches.append(1),
+        on_batch=lambda *_position: batches.append(1),
         checkpoint_dir=tmp_path,
     )
     assert result.stopped_early and result.epochs == [] and reported == []

@@ -8,6 +8,7 @@ import { breakable, byId, clear, debounce, el, poll } from "../lib/dom.js";
 import { configValue, duration, eta, factorLine, num, pct, rate, when } from "../lib/format.js";
 import { pageData } from "../lib/page.js";
 import { ACTIVE, CHANGING, FINAL, RETRYABLE, badge, progressBar, runAction } from "../lib/status.js";
+import { RunAttempts } from "./run_attempts.js";
 import { RunCharts } from "./run_charts.js";
 import { RunLogs } from "./run_logs.js";
 import { RunNotes } from "./run_notes.js";
@@ -357,12 +358,13 @@ async function start() {
     if (run && ACTIVE.has(run.status)) await refreshRun();
   }, 10000);
   const logs = new RunLogs(runId);
-  await logs.refresh().catch(() => {});
+  const attempts = new RunAttempts(runId);
+  await Promise.all([logs.refresh().catch(() => {}), attempts.refresh().catch(() => {})]);
   let settled = !CHANGING.has(run.status); // one more read after the run ends: its last lines
   poll(async () => {
     if (!run) return;
     const live = CHANGING.has(run.status);
-    if (live || !settled) await logs.refresh();
+    if (live || !settled) await Promise.all([logs.refresh(), attempts.refresh()]);
     settled = !live;
   }, 3000);
 }
