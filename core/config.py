@@ -45,6 +45,8 @@ class Settings(BaseSettings):
     heartbeat_interval: float = Field(5.0, gt=0, validation_alias=_env("HEARTBEAT_INTERVAL"))
     heartbeat_timeout: float = Field(30.0, gt=0, validation_alias=_env("HEARTBEAT_TIMEOUT"))
     reaper_interval: float = Field(10.0, gt=0, validation_alias=_env("REAPER_INTERVAL"))
+    # A queued run whose message is older than this is sent again if the broker lost it.
+    resend_after: float = Field(30.0, gt=0, validation_alias=_env("RESEND_AFTER"))
     # A worker not seen for this long is deleted from the workers table.
     worker_retention: float = Field(86400.0, gt=0, validation_alias=_env("WORKER_RETENTION"))
     # A run that crashed its worker this many times is not resumed automatically again.

@@ -191,7 +191,7 @@ def record_crash(death: Death, enqueue=None) -> list[tuple[int, str]]:
     requeued = [run_id for run_id, what in outcomes if what == "requeued"]
     if requeued:
         if enqueue is None:
-            from core.queue import enqueue
+            from core.queue import ring as enqueue
         enqueue(requeued)
     for run_id, what in outcomes:
         log.warning("run %s: worker %s died (%s); run %s", run_id, death.worker, how, what)

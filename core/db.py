@@ -113,6 +113,9 @@ class Run(Base):
     cancel_requested: Mapped[bool] = mapped_column(Boolean, default=False)
     worker: Mapped[str | None] = mapped_column(String(200))
     queued_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    # When its queue message was last sent: a queued run whose message the broker lost (a
+    # restart without persistence) is sent again once this is old (core.doorbell).
+    sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     started_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     heartbeat_at: Mapped[datetime | None] = mapped_column(UTCDateTime)

@@ -7,6 +7,7 @@ sides cannot disagree on the broker, the serialisers or the queue.
 
 from __future__ import annotations
 
+import logging
 import sqlite3
 from collections.abc import Iterable
 from functools import lru_cache, partial
@@ -19,6 +20,8 @@ from core.config import get_settings
 # The embedded SQLite broker polls; its transport options go to create_engine, so the
 # interval is set on the class. A tenth of a second keeps the queue feeling instant.
 kombu_sqlalchemy.Transport.polling_interval = 0.1
+
+log = logging.getLogger(__name__)
 
 TRAIN_TASK = "worker.tasks.train_run"
 QUEUE = "runs"
@@ -86,6 +89,8 @@ def celery() -> Celery:
 
 
 def enqueue(run_ids: Iterable[int]) -> None:
+    """Rings the doorbell for each run; raises when the broker cannot be reached (the runs
+    stay queued in the database and core.doorbell sends them again later)."""
     celery_app = celery()
     ids = list(run_ids)
     if not ids:
@@ -93,4 +98,41 @@ def enqueue(run_ids: Iterable[int]) -> None:
     # One broker connection for the whole batch: a 108-run grid is sent in one go.
     with celery_app.producer_or_acquire() as producer:
         for run_id in ids:
-            celery_app.send_task(TRAIN_TASK, args=[run_id], producer=producer)
+            celery_app.send_task(
+                TRAIN_TASK, args=[run_id], producer=producer, retry_policy=QUICK_RETRY
+            )
+    from core.doorbell import mark_sent
+
+    mark_sent(ids)
+
+
+def ring(run_ids: Iterable[int]) -> bool:
+    """enqueue, for callers that must not fail with the broker: False when it could not be
+    reached. The runs stay queued in the database; core.doorbell sends them once it is back."""
+    ids = list(run_ids)
+    try:
+        enqueue(ids)
+    except Exception as exc:
+        log.warning(
+            "broker unreachable (%s); runs %s stay queued and are sent once it answers", exc, ids
+        )
+        return False
+    return True
+
+
+# A broker that does not answer within about a second is down: the caller says so (the run
+# is stored and will be sent) instead of holding a request for kombu's default retries.
+QUICK_RETRY = {"max_retries": 2, "interval_start": 0, "interval_step": 0.3, "interval_max": 0.5}
+
+
+def queue_depth() -> int | None:
+    """Messages waiting in the runs queue (not those a worker holds); None when the broker
+    cannot be asked."""
+    try:
+        with celery().connection_for_write() as conn:
+            conn.ensure_connection(max_retries=1, timeout=2)
+            # Not passive: a broker restarted empty has no such queue yet, which means 0.
+            return int(conn.default_channel.queue_declare(queue=QUEUE).message_count)
+    except Exception:
+        log.debug("could not read the depth of queue %s", QUEUE, exc_info=True)
+        return None

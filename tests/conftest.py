@@ -89,9 +89,13 @@ def wait_for(predicate: Callable[[], object], timeout: float, what: str, every: 
 
 
 class RedisServer:
-    def __init__(self, directory: Path, port: int | None = None):
+    """A Redis process on loopback; persistent: every write on disk (appendfsync always),
+    else nothing is (a restart comes back empty, as Redis's defaults can)."""
+
+    def __init__(self, directory: Path, port: int | None = None, persistent: bool = True):
         self.port = port or free_port()
         self.directory = directory
+        self.persistent = persistent
         self.proc: subprocess.Popen | None = None
 
     @property
@@ -110,7 +114,7 @@ class RedisServer:
                 "--save",
                 "",
                 "--appendonly",
-                "yes",
+                "yes" if self.persistent else "no",
                 "--appendfsync",
                 "always",
                 "--dir",

@@ -15,8 +15,11 @@ file is used instead.
 
 from __future__ import annotations
 
+import errno
 import os
+import time
 import zipfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -38,15 +41,36 @@ class CorruptCheckpoint(Exception):
     pass
 
 
-def save(directory: str | os.PathLike, state: dict[str, Any]) -> Path:
-    """Write `state` as the new last.pt; the old last.pt becomes prev.pt."""
+class CheckpointWriteError(OSError):
+    """The checkpoint could not be written (a full disk, above all); nothing was left behind
+    and the previous checkpoint is untouched."""
+
+
+def save(
+    directory: str | os.PathLike,
+    state: dict[str, Any],
+    fence: Callable[[], bool] | None = None,
+) -> Path | None:
+    """Write `state` as the new last.pt; the old last.pt becomes prev.pt.
+
+    fence() is asked after the file is written and before it is published (renamed onto
+    last.pt): False throws the file away and returns None. A worker passes its ownership
+    check here, so that a worker woken after another took its run over writes nothing.
+    """
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     tmp = directory / f".{LAST}.tmp-{os.getpid()}"
-    with _crc32_on(), open(tmp, "wb") as f:
-        torch.save(state, f)
-        f.flush()
-        os.fsync(f.fileno())
+    try:
+        with _crc32_on(), open(tmp, "wb") as f:
+            torch.save(state, f)
+            f.flush()
+            os.fsync(f.fileno())
+    except (OSError, RuntimeError) as exc:
+        tmp.unlink(missing_ok=True)
+        raise _write_error(exc, directory) from exc
+    if fence is not None and not fence():
+        tmp.unlink(missing_ok=True)
+        return None
     last = directory / LAST
     if last.exists():
         os.replace(last, directory / PREV)
@@ -54,6 +78,60 @@ def save(directory: str | os.PathLike, state: dict[str, Any]) -> Path:
     os.replace(tmp, last)
     _fsync_dir(directory)
     return last
+
+
+def _write_error(exc: BaseException, directory: Path) -> BaseException:
+    """torch.save reports a full disk in its own words ("unexpected pos ... vs ..."): say it
+    in a person's, with the folder. Errors that are not about the disk pass unchanged."""
+    full = getattr(exc, "errno", None) == errno.ENOSPC or _disk_full(directory)
+    if full:
+        error = CheckpointWriteError(
+            f"no space left on device writing the checkpoint to {directory}"
+        )
+        error.errno = errno.ENOSPC
+        return error
+    if isinstance(exc, OSError):
+        error = CheckpointWriteError(
+            f"could not write the checkpoint to {directory}: {exc.strerror or exc}"
+        )
+        error.errno = exc.errno
+        return error
+    return exc
+
+
+def _disk_full(directory: Path) -> bool:
+    try:
+        stats = os.statvfs(directory)
+    except OSError:
+        return False
+    return stats.f_bavail * stats.f_frsize < 1024 * 1024
+
+
+# A checkpoint write that costs at most this share of its epoch's time is made every epoch.
+CHEAP_WRITE_SHARE = 0.05
+
+
+class Cadence:
+    """When a finished epoch is checkpointed: when the write is cheap next to the epoch (at
+    most CHEAP_WRITE_SHARE of its time, as on a CPU or for a small model, where every epoch
+    is then kept), else at most every `every_seconds` (a 90 MB write after a one-second GPU
+    epoch would cost more than the epoch). The first epoch is always written, to measure."""
+
+    def __init__(self, every_seconds: float, share: float | None = None, clock=time.monotonic):
+        self.every_seconds = every_seconds
+        self.share = CHEAP_WRITE_SHARE if share is None else share
+        self.clock = clock
+        self.last = clock()
+        self.write_seconds: float | None = None
+
+    def due(self, epoch_seconds: float) -> bool:
+        if self.write_seconds is None or self.clock() - self.last >= self.every_seconds:
+            return True
+        return self.write_seconds <= self.share * epoch_seconds
+
+    def wrote(self, seconds: float) -> None:
+        self.last = self.clock()
+        self.write_seconds = seconds
 
 
 def load(directory: str | os.PathLike, warnings: list[str] | None = None) -> dict | None:

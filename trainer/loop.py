@@ -71,6 +71,7 @@ def train(
     checkpoint_dir: str | Path | None = None,
     checkpoint_seconds: float = 0.0,
     on_checkpoint: Callable[[Path], None] | None = None,
+    may_checkpoint: Callable[[], bool] | None = None,
     data_dir: str | Path | None = None,
     progress: bool = False,
 ) -> RunResult:
@@ -83,12 +84,16 @@ def train(
     breadcrumb a worker leaves for the story of a crash).
 
     If checkpoint_dir holds a checkpoint of the same config, the run continues from it (a
-    different config raises checkpoint.CheckpointMismatch). A checkpoint is written after
-    an epoch once checkpoint_seconds have passed since the last one (0: after every epoch),
-    and always after the last epoch: on a GPU where an epoch takes a second, a 90 MB write
-    per epoch would cost more than the epoch. After a crash, the epochs since the last
-    checkpoint are trained again (on the CPU with identical results).
-    Raises data.DatasetUnavailable when the dataset's files are missing.
+    different config raises checkpoint.CheckpointMismatch). A finished epoch is reported
+    (on_epoch), then checkpointed when checkpoint.Cadence says so: after every epoch where
+    the write costs under 5% of the epoch (CPU runs, small models), else once
+    checkpoint_seconds have passed since the last one (0: after every epoch); always after
+    the last epoch. may_checkpoint() is asked right before a checkpoint is published: False
+    throws it away (a worker that lost the run must not overwrite its new owner's). After a
+    crash, the epochs since the last checkpoint are trained again (on the CPU with identical
+    results). Raises data.DatasetUnavailable when the dataset's files are missing, and
+    checkpoint.CheckpointWriteError when a checkpoint cannot be written (a full disk): the
+    epoch is reported before.
     """
     started = time.perf_counter()
     runtime = select_runtime(config)
@@ -119,14 +124,18 @@ def train(
         total=config.epochs, initial=state.epoch, desc="epochs", unit="ep",
         disable=not progress, file=sys.stderr, dynamic_ncols=True,
     )  # fmt: skip
-    last_saved, saved_epoch = time.monotonic(), state.epoch
+    cadence, saved_epoch = checkpoint.Cadence(checkpoint_seconds), state.epoch
 
     def save() -> None:
-        nonlocal last_saved, saved_epoch
+        nonlocal saved_epoch
         if checkpoint_dir is not None and saved_epoch != state.epoch:
-            elapsed = state.elapsed_before + time.perf_counter() - started
-            path = _save(state, checkpoint_dir, config, elapsed)
-            last_saved, saved_epoch = time.monotonic(), state.epoch
+            writing = time.perf_counter()
+            elapsed = state.elapsed_before + writing - started
+            path = _save(state, checkpoint_dir, config, elapsed, may_checkpoint)
+            cadence.wrote(time.perf_counter() - writing)
+            if path is None:
+                return  # fenced off: this process no longer owns the run
+            saved_epoch = state.epoch
             if on_checkpoint is not None:
                 on_checkpoint(path)
 
@@ -163,12 +172,12 @@ def train(
             )
             state.history.append(metrics)
             state.confusion, state.epoch, state.lr = confusion, epoch, lr
-            if time.monotonic() - last_saved >= checkpoint_seconds or epoch == config.epochs:
-                save()
             epochs_bar.update(1)
             epochs_bar.set_postfix(test_acc=f"{test_acc:.4f}", lr=f"{lr:g}")
-            if on_epoch is not None:
+            if on_epoch is not None:  # first: a checkpoint that cannot be written loses no epoch
                 on_epoch(metrics)
+            if cadence.due(metrics.seconds) or epoch == config.epochs:
+                save()
     finally:
         epochs_bar.close()
     return result(stopped=False)
@@ -254,7 +263,7 @@ def _train_epoch(
     return loss, accuracy, time.perf_counter() - started
 
 
-def _save(state: _State, directory, config: TrainConfig, elapsed: float) -> Path:
+def _save(state: _State, directory, config: TrainConfig, elapsed: float, fence) -> Path | None:
     return checkpoint.save(
         directory,
         {
@@ -269,6 +278,7 @@ def _save(state: _State, directory, config: TrainConfig, elapsed: float) -> Path
             "confusion": state.confusion,
             "elapsed_seconds": elapsed,
         },
+        fence,
     )
 
 

@@ -25,6 +25,7 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
+from trainer import checkpoint
 from trainer.augment import to_float
 from trainer.config import TrainConfig, check_packable, pack_key  # noqa: F401 (re-exported)
 from trainer.loop import EVAL_BATCH_SIZE, OnBatch, _result, describe_start, load_on_device
@@ -44,6 +45,7 @@ def train_packed(
     on_batch: OnBatch | None = None,
     on_leave: Callable[[int, RunResult], None] | None = None,
     on_checkpoint: Callable[[int, Path], None] | None = None,
+    may_checkpoint: Callable[[int], bool] | None = None,
     checkpoint_dirs: Sequence[str | Path | None] | None = None,
     checkpoint_seconds: float = 0.0,
     data_dir: str | Path | None = None,
@@ -56,7 +58,8 @@ def train_packed(
     batches) after every packed batch (the epoch of the pack's first member); on_leave(i,
     result) as soon as member i leaves the pack (done or stopped),
     with the RunResult the returned list will hold; on_checkpoint(i, path) right after member
-    i's checkpoint is written (as trainer.train's on_checkpoint). checkpoint_dirs[i] (None: no
+    i's checkpoint is written (as trainer.train's on_checkpoint); may_checkpoint(i) right
+    before it is published (as trainer.train's, for member i). checkpoint_dirs[i] (None: no
     checkpoints) is member i's checkpoint directory, resumed from if it holds a checkpoint;
     checkpoint_seconds throttles writes as in trainer.train (a member's last epoch and a
     stop between epochs are always written). EpochMetrics.seconds is the pack's wall time for the
@@ -98,17 +101,19 @@ def train_packed(
     saved_at = {m.index: m.epochs_done for m in members}
 
     def write(m: Member) -> None:
-        path = m.save_checkpoint(time.perf_counter() - started)
+        fence = None if may_checkpoint is None else (lambda: may_checkpoint(m.index))
+        path = m.save_checkpoint(time.perf_counter() - started, fence)
+        if path is None:
+            return  # fenced off: this process no longer owns the member's run
         saved_at[m.index] = m.epochs_done
         if on_checkpoint is not None:
             on_checkpoint(m.index, path)
 
-    last_saved = time.monotonic()
+    cadence = checkpoint.Cadence(checkpoint_seconds)
 
-    def save(candidates: list[Member], force: bool = False) -> None:
+    def save(candidates: list[Member], epoch_seconds: float = 0.0, force: bool = False) -> None:
         """Checkpoint members with unsaved epochs, when due (or forced), unless told to stop."""
-        nonlocal last_saved
-        if not force and time.monotonic() - last_saved < checkpoint_seconds:
+        if not force and not cadence.due(epoch_seconds):
             return
         due = [
             m for m in candidates
@@ -116,11 +121,12 @@ def train_packed(
             and not (should_stop is not None and should_stop(m.index))
         ]  # fmt: skip
         if due:
+            writing = time.perf_counter()
             if pack is not None:
                 pack.store()
             for m in due:
                 write(m)
-        last_saved = time.monotonic()
+            cadence.wrote((time.perf_counter() - writing) / len(due))
 
     active = [m for m in members if m.epochs_done < m.config.epochs]
     leave([m for m in members if m not in active])
@@ -186,14 +192,15 @@ def train_packed(
             batches.close()
             batches = None
             _end_epoch(pack, n, test_x, test_y, num_classes, runtime, normalize)
-            finished = [m for m in active if m.epochs_done == m.config.epochs]
-            save(finished, force=True)
-            save([m for m in active if m not in finished])
+            # Reported first: a checkpoint that cannot be written loses no epoch.
             for member in pack.members:
                 epochs_bar.update(1)
                 epochs_bar.set_postfix(test_acc=f"{member.history[-1].test_acc:.4f}")
                 if on_epoch is not None:
                     on_epoch(member.index, member.history[-1])
+            finished = [m for m in active if m.epochs_done == m.config.epochs]
+            save(finished, force=True)
+            save([m for m in active if m not in finished], pack.members[0].history[-1].seconds)
             if finished:
                 pack.store()
                 pack = None

@@ -66,9 +66,9 @@ class Member:
         self.correct = torch.zeros((), dtype=torch.int64, device=device)
         self.epoch_started = time.perf_counter()
 
-    def save_checkpoint(self, elapsed: float) -> Path:
+    def save_checkpoint(self, elapsed: float, fence=None) -> Path | None:
         """The checkpoint trainer.loop writes after the epoch, from this member's state;
-        returns the file written."""
+        returns the file written (None: fence() refused it, see checkpoint.save)."""
         config = self.config
         rng = checkpoint.capture_rng(self.augment_gen, self.shuffle_gen)
         rng.update(self.global_rng)  # what the run's own process would hold
@@ -86,6 +86,7 @@ class Member:
                 "confusion": self.confusion,
                 "elapsed_seconds": self.elapsed_before + elapsed,
             },
+            fence,
         )
 
 

@@ -4,7 +4,10 @@ worker processes instead of mocks. Never set it in production.
 "hang:N" blocks the training thread after the run's Nth batch (counted from its first
 epoch, so a resumed run reaches it at the same place), the way a kernel stuck in native code
 does (the GIL released, the heartbeat thread still beating); "abort:N" calls abort() there,
-as a double free or a failed assertion in native code would. A fault fires once per
+as a double free or a failed assertion in native code would; "pause:E" stops the whole
+process (SIGSTOP, as a laptop's sleep or a debugger does) right after epoch E is recorded
+and before its checkpoint is written, so that another worker takes the run over until a
+SIGCONT wakes it. A fault fires once per
 installation (a marker file in its home folder), so the run can be resumed afterwards and
 the next run trains normally; with ":always" ("abort:N:always") it fires in every attempt
 that reaches that batch, as a crash that resuming cannot heal does.
@@ -13,6 +16,7 @@ that reaches that batch, as a crash that resuming cannot heal does.
 from __future__ import annotations
 
 import os
+import signal
 import threading
 from collections.abc import Callable
 from pathlib import Path
@@ -20,8 +24,8 @@ from typing import NamedTuple
 
 
 class Fault(NamedTuple):
-    kind: str  # "hang" or "abort"
-    after: int  # batches
+    kind: str  # "hang" or "abort" (after a batch), "pause" (after an epoch)
+    after: int  # the run's batch, or epoch
     always: bool
 
 
@@ -31,13 +35,14 @@ def parse(spec: str | None) -> Fault | None:
     kind, _, rest = spec.partition(":")
     count, _, mode = rest.partition(":")
     if (
-        kind not in ("hang", "abort")
+        kind not in ("hang", "abort", "pause")
         or not count.isascii()
         or not count.isdigit()
         or mode not in ("", "always")
     ):
         raise ValueError(
-            f"RESNET_LAB_TEST_FAULT: expected hang:N, abort:N or abort:N:always, got {spec!r}"
+            "RESNET_LAB_TEST_FAULT: expected hang:N, abort:N, abort:N:always or pause:E, got "
+            f"{spec!r}"
         )
     return Fault(kind, int(count), mode == "always")
 
@@ -46,7 +51,7 @@ def injector(spec: str | None, home: Path) -> Callable[[int], None] | None:
     """A per-batch hook, given the run's batch number, that fires the fault after the given
     batch; None when no fault is set."""
     fault = parse(spec)
-    if fault is None:
+    if fault is None or fault.kind == "pause":
         return None
 
     def maybe_fire(batches_done: int) -> None:
@@ -59,6 +64,20 @@ def injector(spec: str | None, home: Path) -> Callable[[int], None] | None:
         threading.Event().wait()  # forever: only the stall watchdog ends this
 
     return maybe_fire
+
+
+def epoch_injector(spec: str | None, home: Path) -> Callable[[int], None] | None:
+    """A hook called with each recorded epoch that pauses this process after the given one
+    (once per installation); None when no pause is set."""
+    fault = parse(spec)
+    if fault is None or fault.kind != "pause":
+        return None
+
+    def maybe_pause(epoch: int) -> None:
+        if epoch == fault.after and _first_time(home / "test-fault-fired"):
+            os.kill(os.getpid(), signal.SIGSTOP)
+
+    return maybe_pause
 
 
 def _first_time(marker: Path) -> bool:

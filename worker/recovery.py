@@ -3,6 +3,7 @@
 Every live worker looks, at start and then every REAPER_INTERVAL, for runs that are lost
 or whose heartbeat has gone stale, puts them back in the queue (compare-and-set, so one
 worker wins) and sends their task; whoever takes it resumes from the last checkpoint. On
+the same pass it rings again for queued runs whose message the broker lost (core.doorbell). On
 the same beat it reports itself in the workers table (worker.telemetry) and deletes
 workers not seen for WORKER_RETENTION.
 """
@@ -14,10 +15,10 @@ import threading
 
 from sqlalchemy import or_
 
-from core import lifecycle
+from core import doorbell, lifecycle
 from core.config import get_settings
 from core.db import Run, RunStatus, new_session
-from core.queue import enqueue
+from core.queue import queue_depth, ring
 from worker.telemetry import Telemetry
 
 log = logging.getLogger(__name__)
@@ -39,7 +40,8 @@ def recover_once() -> list[int]:
         ]
     if requeued:
         log.warning("resuming runs whose worker died: %s", requeued)
-        enqueue(requeued)
+        ring(requeued)
+    doorbell.ring_again(settings.resend_after, queue_depth, ring)
     return requeued
 
 

@@ -20,8 +20,9 @@ from core import lifecycle
 from core.config import Settings, get_settings
 from core.crashes import Breadcrumb
 from core.db import ACTIVE, Run, RunStatus, new_session
-from core.queue import enqueue
+from core.queue import ring
 from core.store import Store, open_store
+from trainer.checkpoint import CheckpointWriteError
 from trainer.config import TrainConfig, pack_key
 from trainer.results import EpochMetrics, RunResult
 from worker import faults
@@ -90,13 +91,31 @@ class StopCheck:
         self.last_call = now
         return self.beat.stop_requested[run_id].is_set() or shutting_down.is_set()
 
+    def may_publish(self) -> bool:
+        """The fence of every checkpoint write: asked in the database right before the file
+        is published, so that a worker that lost the run (paused, then woken) writes none."""
+        run_id = self.member.run_id
+        owned = not self.beat.superseded[run_id].is_set()
+        if owned:
+            try:
+                with new_session() as session:
+                    owned = lifecycle.owns(session, run_id, self.member.owner)
+            except Exception:  # unverifiable: keep the last checkpoint rather than risk it
+                log.warning("run %s: ownership unknown (database unreachable); checkpoint "
+                            "not published", run_id, exc_info=True)  # fmt: skip
+                return False
+        if not owned:
+            log.warning("run %s was taken over; this worker publishes no checkpoint", run_id)
+            self.beat.lose(run_id)
+        return owned
+
 
 def run_one(run_id: int) -> str:
     """Train one run (with its pack companions, if packing) to the end; returns what became
     of the run the task named (for logs and tests)."""
     settings = get_settings()
     if shutting_down.is_set():
-        enqueue([run_id])  # taken while shutting down: leave it to the next worker
+        ring([run_id])  # taken while shutting down: leave it to the next worker
         return "requeued"
     store = open_store(settings)
     with new_session() as session:
@@ -136,6 +155,7 @@ def _train_members(members, pack, settings, store: Store, watch: Watch, beat: He
     beat.start()
     checks = [StopCheck(m, beat, verify_after=settings.heartbeat_timeout / 2) for m in members]
     inject = faults.injector(settings.test_fault, settings.home_dir)
+    pause = faults.epoch_injector(settings.test_fault, settings.home_dir)
 
     def on_batch(epoch: int, batch: int, batches: int) -> None:
         watch.batch_done()
@@ -154,10 +174,13 @@ def _train_members(members, pack, settings, store: Store, watch: Watch, beat: He
             if not lifecycle.record_epoch(session, member.run_id, metrics, member.owner):
                 beat.lose(member.run_id)
             beat.flush_logs(session)
+        if pause is not None:
+            pause(metrics.epoch)
 
     def on_checkpoint(i: int, path: Path) -> None:
         # Published before the next epoch: a successor on another host resumes from it.
-        store.push(members[i].run_id, path.parent)
+        if checks[i].may_publish():
+            store.push(members[i].run_id, path.parent)
 
     try:
         from trainer.precision import describe_environment, select_runtime
@@ -181,6 +204,16 @@ def _train_members(members, pack, settings, store: Store, watch: Watch, beat: He
             m.checkpoint_dir = store.pull(m.run_id)
         publish = on_checkpoint if store.remote else None
         results = _train(members, settings, checks, on_batch, on_epoch, on_leave, publish)
+    except CheckpointWriteError as exc:
+        log.error("runs %s: %s", [m.run_id for m in members], exc)
+        message = (
+            f"{exc}\n\nThe epochs trained so far are kept; free some space and retry the run "
+            "to resume from its last checkpoint."
+        )
+        with new_session() as session:
+            for m in members:
+                lifecycle.fail(session, m.run_id, message, m.owner)
+        return "failed"
     except Exception as exc:
         log.exception("runs %s failed", [m.run_id for m in members])
         message = f"{type(exc).__name__}: {exc}\n\n{traceback.format_exc(limit=8)}"
@@ -251,6 +284,7 @@ def _train(members, settings, checks, on_batch, on_epoch, on_leave, publish) -> 
             should_stop=checks[0],
             checkpoint_dir=members[0].checkpoint_dir,
             on_checkpoint=None if publish is None else lambda path: publish(0, path),
+            may_checkpoint=checks[0].may_publish,
             **common,
         )
         return [result]
@@ -263,6 +297,7 @@ def _train(members, settings, checks, on_batch, on_epoch, on_leave, publish) -> 
         on_leave=on_leave,
         checkpoint_dirs=[m.checkpoint_dir for m in members],
         on_checkpoint=publish,
+        may_checkpoint=lambda i: checks[i].may_publish(),
         **common,
     )
 
@@ -285,7 +320,7 @@ def _record_outcome(member: Member, result: RunResult, beat: Heartbeat, pack: st
                 return "cancelled"
             # Not the user's stop: the next worker resumes it from the last checkpoint.
             if lifecycle.requeue(session, run_id, (RunStatus.running,), owner.condition()):
-                enqueue([run_id])
+                ring([run_id])  # the broker may be down: the doorbell sends it later
             return "requeued"
         if not lifecycle.finish(session, run_id, result, owner):
             return "superseded"

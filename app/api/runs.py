@@ -31,7 +31,7 @@ from app.security import limit_submissions
 from app.throughput import first_eta, measured_speed
 from core import lifecycle
 from core.db import METRIC_FIELDS, Metric, Run, RunLog, RunStatus
-from core.queue import enqueue
+from core.queue import ring
 from core.store import open_store
 from trainer.config import TrainConfig
 
@@ -69,7 +69,7 @@ def create_run(config: TrainConfigIn, request: Request, session: SessionDep, set
     run = lifecycle.new_run(config)
     session.add(run)
     session.commit()
-    enqueue([run.id])
+    ring([run.id])  # a broker that is down: stored, and sent once it is back
     return fast_json(run_out(run), 201)
 
 
@@ -361,7 +361,7 @@ def retry_run(run: RunDep, session: SessionDep):
     duplicate is harmless, the first worker to claim the run wins."""
     if run.status != RunStatus.queued and not lifecycle.retry(session, run.id):
         raise HTTPException(409, f"run {run.id} is {RunStatus(run.status).value}; not retryable")
-    enqueue([run.id])
+    ring([run.id])  # a broker that is down: stored, and sent once it is back
     session.refresh(run)
     return fast_json(run_out(run))
 

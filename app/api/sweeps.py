@@ -39,7 +39,7 @@ from app.stats import best_cell, progress, summarize
 from app.throughput import Speed, images_per_epoch, measured_speed
 from core import lifecycle
 from core.db import ACTIVE, RETRYABLE, Run, RunStatus, Sweep
-from core.queue import enqueue
+from core.queue import ring
 from trainer.config import TrainConfig
 
 router = APIRouter(prefix="/api", tags=["sweeps"])
@@ -128,7 +128,7 @@ def create_sweep(body: SweepRequest, request: Request, session: SessionDep, sett
         seeds=body.seeds,
         configs=configs,
     )
-    enqueue([r.id for r in runs])
+    ring([r.id for r in runs])  # a broker that is down: stored, and sent once it is back
     head = _sweep_head(sweep, [r.id for r in runs])
     return fast_json({**head, **progress([_run_facts(r) for r in runs])}, 201)
 
@@ -334,10 +334,8 @@ def retry_sweep(
     sweep: SweepDep, session: SessionDep, body: Annotated[RunIds | None, Body()] = None
 ):
     """Re-queues the sweep's failed, cancelled and lost runs (or only `run_ids` among them)."""
-    ids = [
-        i for i in _selected(session, sweep.id, body, RETRYABLE) if lifecycle.retry(session, i)
-    ]
-    enqueue(ids)
+    ids = [i for i in _selected(session, sweep.id, body, RETRYABLE) if lifecycle.retry(session, i)]
+    ring(ids)
     return {"retried": ids}
 
 

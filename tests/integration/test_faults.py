@@ -10,6 +10,7 @@ import subprocess
 import sys
 
 import httpx
+import psutil
 import pytest
 import torch
 
@@ -109,6 +110,71 @@ def test_redis_restart_during_a_sweep_loses_no_queued_or_running_run(
         assert done["progress"] == 1.0
         for run_id in sweep["run_ids"]:
             assert [e["epoch"] for e in service.metrics(run_id)] == [1, 2, 3]
+    finally:
+        redis.stop()
+
+
+def test_a_worker_woken_after_a_takeover_at_the_epoch_boundary_writes_no_checkpoint(
+    make_service, redis_url
+):
+    import redis
+
+    from trainer import checkpoint
+
+    redis.Redis.from_url(redis_url).flushdb()
+    service = make_service(redis_url)
+    run_id = submit(service.client, **{**TINY, "epochs": 6})
+    # The first worker stops itself (SIGSTOP) right after epoch 2 is recorded, before its
+    # checkpoint is written: the boundary a woken worker used to save over its successor.
+    paused = service.start_worker("paused@test", RESNET_LAB_TEST_FAULT="pause:2")
+    first = wait_for(lambda: (r := service.run(run_id))["epochs_done"] == 2 and r, 120, "epoch 2")
+    sleeper = int(first["worker"].rsplit(":", 1)[1])
+    wait_for(lambda: psutil.Process(sleeper).status() == psutil.STATUS_STOPPED, 30, "the pause")
+    service.start_worker("successor@test")
+    ahead = wait_for(
+        lambda: (
+            (r := service.run(run_id))["worker"] != first["worker"] and r["epochs_done"] >= 4 and r
+        ),
+        120,
+        f"the successor to train past epoch 4 ({service.logs()})",
+    )
+    from core.paths import run_dir
+
+    directory = run_dir(service.home / "runs", run_id)
+    os.kill(sleeper, signal.SIGCONT)
+
+    wait_for(lambda: "publishes no checkpoint" in service.logs(), 60, "the woken worker's fence")
+    assert checkpoint.peek(directory)["epoch"] >= 4, "the successor's checkpoint stands"
+    done = service.wait_status(run_id, {"succeeded", "failed"}, timeout=240)
+    assert done["status"] == "succeeded", done["error"]
+    assert [e["epoch"] for e in service.metrics(run_id)] == [1, 2, 3, 4, 5, 6]
+    assert paused.poll() is None
+
+
+def test_a_broker_restarted_empty_strands_no_queued_run_and_a_submission_meanwhile_runs(
+    make_service, tmp_path
+):
+    redis = RedisServer(tmp_path / "redis", persistent=False)
+    redis.start()
+    try:
+        service = make_service(redis.url, RESEND_AFTER="2")
+        run = {**TINY, "epochs": 3}
+        first = submit(service.client, **run)
+        waiting = [submit(service.client, **run) for _ in range(2)]
+        service.start_worker()
+        service.wait_status(first, {"running"}, timeout=120)
+
+        redis.stop()
+        # The broker is down: the run is stored and answered 201, sent once it is back.
+        late = submit(service.client, **run)
+        assert service.run(late)["status"] == "queued"
+        redis.start()  # empty: the two waiting runs' messages are gone
+
+        for run_id in [first, *waiting, late]:
+            done = service.wait_status(run_id, {"succeeded", "failed"}, timeout=240)
+            assert done["status"] == "succeeded", done["error"]
+            assert [e["epoch"] for e in service.metrics(run_id)] == [1, 2, 3]
+        assert service.client.get("/api/runs").json()["total"] == 4, "nothing stored twice"
     finally:
         redis.stop()
 

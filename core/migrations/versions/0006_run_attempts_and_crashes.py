@@ -1,4 +1,5 @@
-"""Each attempt at a run (who, when, how it ended), and the crashes a run caused.
+"""Each attempt at a run (who, when, how it ended), the crashes a run caused, and when its
+queue message was last sent.
 
 Revision ID: 0006
 Revises: 0005
@@ -36,10 +37,12 @@ def upgrade() -> None:
     with op.batch_alter_table("runs", schema=None) as batch_op:
         batch_op.add_column(sa.Column("crashes", sa.Integer(), server_default="0", nullable=False))
         batch_op.add_column(sa.Column("last_crash_at", sa.String(length=100), nullable=True))
+        batch_op.add_column(sa.Column("sent_at", sa.DateTime(), nullable=True))
 
 
 def downgrade() -> None:
     with op.batch_alter_table("runs", schema=None) as batch_op:
+        batch_op.drop_column("sent_at")
         batch_op.drop_column("last_crash_at")
         batch_op.drop_column("crashes")
     with op.batch_alter_table("run_attempts", schema=None) as batch_op:
