@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import gzip
 import mimetypes
-import re
 from functools import lru_cache
 from importlib import metadata, resources
 from pathlib import Path
@@ -21,6 +20,7 @@ from fastapi.responses import HTMLResponse, Response
 from fastapi.templating import Jinja2Templates
 
 from app.schemas import TrainConfigIn
+from app.text import ascii_id
 from trainer.config import ACTIVATIONS, AUGMENTATIONS, REPORT_GRID, REPORT_LR_RATIOS
 
 HERE = Path(__file__).resolve().parent
@@ -29,7 +29,6 @@ HERE = Path(__file__).resolve().parent
 TEMPLATES_DIR = HERE / "templates" if (HERE / "templates").is_dir() else HERE.parent / "templates"
 STATIC_DIR = HERE / "static"
 PLOTLY_VERSION = plotly.__version__
-_RUN_ID = re.compile(r"[0-9]{1,18}")
 DOCS_VERSION = metadata.version("fastapi-offline")
 
 templates = Jinja2Templates(directory=TEMPLATES_DIR)
@@ -117,8 +116,8 @@ def sweep_page(request: Request, sweep_id: int) -> HTMLResponse:
 
 @router.get("/compare", response_class=HTMLResponse)
 def compare_page(request: Request, run_ids: str = "") -> HTMLResponse:
-    # ASCII digits only: str.isdigit() also takes "²", which int() refuses (that was a 500).
-    ids = [int(p) for p in run_ids.replace(" ", "").split(",") if _RUN_ID.fullmatch(p)]
+    # Parts that are not ids (in ASCII digits) are left out: the page shows the others.
+    ids = [i for p in run_ids.replace(" ", "").split(",") if (i := ascii_id(p)) is not None]
     return _render(request, "compare.html", "compare", run_ids=ids)
 
 
@@ -180,10 +179,15 @@ def vendor_file(name: str, request: Request) -> Response:
 
 @router.get("/static/{path:path}")
 def static_file(path: str) -> Response:
-    """Files under app/static; anything that resolves outside it is a 404."""
+    """Files under app/static; anything that resolves outside it, or names no file the
+    system could open (a NUL, a name too long), is a 404."""
     base = STATIC_DIR.resolve()
-    target = (base / path).resolve()
-    if not target.is_relative_to(base) or not target.is_file():
+    try:
+        target = (base / path).resolve()
+        found = target.is_relative_to(base) and target.is_file()
+    except (OSError, ValueError):  # ValueError: "embedded null byte"
+        found = False
+    if not found:
         raise HTTPException(status_code=404, detail="Not found")
     media_type = _STATIC_TYPES.get(target.suffix) or (
         mimetypes.guess_type(target.name)[0] or "application/octet-stream"

@@ -3,15 +3,21 @@ input shape of a trainer config."""
 
 from __future__ import annotations
 
+import os
 import re
+import stat
 from datetime import datetime
+from pathlib import Path
 from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from app.text import ascii_digits, db_text
 from core.config import get_settings
 from core.db import Run, RunStatus, utcnow
 from core.lifecycle import stall_limit
+from core.paths import CHECKPOINT_NAMES
+from core.store import LocalStore, Store, open_store
 from trainer.config import TrainConfig
 from trainer.results import EpochMetrics
 
@@ -20,7 +26,7 @@ def _document_formats(schema: dict[str, Any]) -> None:
     """Publish what the validators check in code, so clients (the pages' forms included)
     can check input before sending it: lr_ratio is three positive integers, a:b:c."""
     schema["properties"]["lr_ratio"]["pattern"] = (
-        r"^\s*[1-9]\d{0,3}\s*:\s*[1-9]\d{0,3}\s*:\s*[1-9]\d{0,3}\s*$"
+        r"^\s*[1-9][0-9]{0,3}\s*:\s*[1-9][0-9]{0,3}\s*:\s*[1-9][0-9]{0,3}\s*$"
     )
 
 
@@ -33,6 +39,12 @@ class TrainConfigIn(TrainConfig):
     """
 
     model_config = ConfigDict(strict=True, json_schema_extra=_document_formats)
+
+    @field_validator("lr_ratio", mode="before")
+    @classmethod
+    def _ascii_ratio(cls, value: Any) -> Any:
+        # The trainer's parser reads "٣:1:1" as 3:1:1 (regex \d, then int()).
+        return ascii_digits(value)
 
 
 class RunResultOut(BaseModel):
@@ -56,9 +68,9 @@ class RunPatch(BaseModel):
 
     model_config = ConfigDict(strict=True, extra="forbid")
 
-    name: Annotated[str, Field(max_length=200)] | None = None
+    name: db_text(200) | None = None
     tags: Annotated[list[str], Field(max_length=MAX_TAGS)] | None = None
-    note: Annotated[str, Field(max_length=10_000)] | None = None
+    note: db_text(10_000) | None = None
 
     @field_validator("name", "note")
     @classmethod
@@ -125,7 +137,11 @@ class RunOut(BaseModel):
     result: RunResultOut | None
     environment: dict[str, Any] | None
     error: str | None
-    has_checkpoint: bool
+    has_checkpoint: bool = Field(
+        description="GET /api/runs/{id}/checkpoint serves a file now. With a URL RUNS_DIR, "
+        "lists and event streams give the database's hint instead (an epoch is done and a "
+        "location set), since asking the store costs a request per run."
+    )
 
 
 class RunPage(BaseModel):
@@ -177,8 +193,46 @@ def stalled_seconds(run: Run) -> float | None:
     return idle if idle >= limit / 4 else None
 
 
-def run_out(run: Run, *, with_result: bool = True) -> dict[str, Any]:
-    """A run as the API shows it (a dict: list endpoints skip model validation for speed)."""
+def local_checkpoint(store: Store, run_id: int) -> Path | None:
+    """The file a download of the run's checkpoint serves, from a local store; None when
+    there is none, or when the run's folder leads out of RUNS_DIR (never served)."""
+    try:
+        return store.checkpoint_file(run_id)
+    except ValueError:
+        return None
+
+
+def _local_checkpoint_exists(store: LocalStore, run_id: int) -> bool:
+    """local_checkpoint(...) is not None, without its two realpath walks per run (a list
+    asks for hundreds): a run folder that is no symlink resolves to itself."""
+    folder = os.path.join(store.runs_dir, f"run-{int(run_id)}")
+    try:
+        is_link = stat.S_ISLNK(os.lstat(folder).st_mode)
+    except OSError:
+        return False
+    if is_link:
+        return local_checkpoint(store, run_id) is not None
+    return any(os.path.isfile(os.path.join(folder, name)) for name in CHECKPOINT_NAMES)
+
+
+def has_checkpoint(run: Run, store: Store | None = None, *, ask_remote: bool = False) -> bool:
+    """Whether GET /api/runs/{id}/checkpoint finds a checkpoint. checkpoint_path is set when
+    training starts, while the first checkpoint is written only after an epoch, at most
+    every CHECKPOINT_SECONDS: so the store is asked. For a local RUNS_DIR that is a stat or
+    two; for a URL a request per checkpoint name, made only with `ask_remote` (one run)."""
+    store = store or open_store(get_settings())
+    if not store.remote:
+        return _local_checkpoint_exists(store, run.id)
+    if not ask_remote:
+        return bool(run.checkpoint_path) and run.epochs_done > 0
+    return any(store.fs.exists(store.key(run.id, name)) for name in CHECKPOINT_NAMES)
+
+
+def run_out(
+    run: Run, *, with_result: bool = True, store: Store | None = None, ask_remote: bool = False
+) -> dict[str, Any]:
+    """A run as the API shows it (a dict: list endpoints skip model validation for speed).
+    `store` saves opening one per run; `ask_remote`: see has_checkpoint."""
     return {
         "id": run.id,
         "sweep_id": run.sweep_id,
@@ -208,8 +262,7 @@ def run_out(run: Run, *, with_result: bool = True) -> dict[str, Any]:
         "result": run.result if with_result else None,
         "environment": run.environment,
         "error": run.error,
-        # A checkpoint is written after every epoch, so one exists once an epoch is done.
-        "has_checkpoint": bool(run.checkpoint_path) and run.epochs_done > 0,
+        "has_checkpoint": has_checkpoint(run, store, ask_remote=ask_remote),
     }
 
 

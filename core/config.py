@@ -69,6 +69,9 @@ class Settings(BaseSettings):
     # Test only: "hang:N" or "abort:N" blocks or aborts a worker after N batches of a run's
     # first attempt (worker.faults), to test stall detection and native crashes for real.
     test_fault: str | None = Field(None, validation_alias=_env("RESNET_LAB_TEST_FAULT"))
+    # The web app's wait for a locked SQLite database, a PostgreSQL row lock or connection,
+    # before a request answers 503 with Retry-After; workers keep core.db's 30 s.
+    api_db_timeout: float = Field(5.0, gt=0, le=600, validation_alias=_env("API_DB_TIMEOUT"))
     # How often server-sent event streams look for new rows.
     events_poll_seconds: float = Field(0.25, gt=0, validation_alias=_env("EVENTS_POLL_SECONDS"))
 

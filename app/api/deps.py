@@ -12,6 +12,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from sqlalchemy.orm import Session
 
+from app.text import ASCII_ONLY, has_other_digits, printable
 from core.config import Settings, get_settings
 from core.db import Run, Sweep, get_session
 
@@ -51,25 +52,40 @@ def fast_json(data: Any, status_code: int = 200) -> Response:
 
 
 def _json_safe(value: Any, depth: int = 4) -> Any:
+    if isinstance(value, str):
+        return printable(value)
     if isinstance(value, float) and not math.isfinite(value):
         return str(value)  # "nan", "inf", "-inf"
     if isinstance(value, (dict, list, tuple)) and depth == 0:
         return "..."
     if isinstance(value, dict):
-        return {k: _json_safe(v, depth - 1) for k, v in value.items()}
+        return {_json_safe(k): _json_safe(v, depth - 1) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
         return [_json_safe(v, depth - 1) for v in value]
     return value
+
+
+# pydantic's own message for "٣" or "²" as a number says only that it is not one.
+_NUMBER_ERRORS = {"int_parsing", "float_parsing"}
+
+
+def _explained(error: dict[str, Any]) -> dict[str, Any]:
+    given = error.get("input")
+    if error.get("type") in _NUMBER_ERRORS and isinstance(given, str) and has_other_digits(given):
+        return {**error, "msg": f"{error['msg']}: {ASCII_ONLY}"}
+    return error
 
 
 async def validation_error_handler(request: Request, exc: RequestValidationError) -> Response:
     """422 with the field and the reason, renderable whatever the input was.
 
     A validation error echoes the offending input, which FastAPI's own handler encodes as it
-    is. Two inputs made that encoding fail with a 500: NaN and Infinity (not JSON, but
-    Python's json reads them into floats), and a body nested a few hundred levels deep
-    (recursion limit). Here non-finite numbers are echoed as text and containers below four
-    levels as "...".
+    is. Three inputs made that encoding fail with a 500: NaN and Infinity (not JSON, but
+    Python's json reads them into floats), a body nested a few hundred levels deep
+    (recursion limit), and a lone surrogate (`"\\ud800"`, not encodable as UTF-8). Here
+    non-finite numbers are echoed as text, containers below four levels as "...", and lone
+    surrogates as their escapes.
     """
-    detail = jsonable_encoder(_json_safe(list(exc.errors())))
+    errors = [_explained(error) for error in exc.errors()]
+    detail = jsonable_encoder(_json_safe(errors))
     return JSONResponse({"detail": detail}, status_code=422)

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import csv
 import io
+import re
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, HTTPException, Query, Request
-from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, Response, StreamingResponse
+from pydantic import BeforeValidator, Field
 from sqlalchemy import String, cast, func, or_, select
 
 from app.api.deps import RunDep, SessionDep, SettingsDep, fast_json
@@ -25,9 +26,11 @@ from app.schemas import (
     RunPage,
     RunPatch,
     TrainConfigIn,
+    local_checkpoint,
     run_out,
 )
 from app.security import limit_submissions
+from app.text import ASCII_ONLY, ascii_digits, ascii_id, db_text, has_other_digits
 from app.throughput import first_eta, measured_speed
 from core import lifecycle
 from core.db import METRIC_FIELDS, Metric, Run, RunLog, RunStatus
@@ -120,13 +123,26 @@ def _matches(term: str):
     texts = [Run.name, Run.note, cast(Run.tags, String), Run.dataset, Run.activation,
              Run.lr_ratio, Run.augmentation]  # fmt: skip
     found = or_(*(func.lower(t).contains(needle, autoescape=True) for t in texts))
-    number = term.removeprefix("#")
-    if number.isdigit() and len(number) < 19:
-        return or_(Run.id == int(number), found)
+    run_id = ascii_id(term.removeprefix("#"))
+    if run_id is not None:
+        return or_(Run.id == run_id, found)
     return found
 
 
-def _with_speeds(session, runs: list[Run], **kwargs) -> list[dict]:
+def _search_words(q: str) -> str:
+    """Refuses a search word meant as a number but written in other digits ("²", "#٣",
+    "width=٣"): _matches would not find it, and int() may refuse it."""
+    for term in q.split() if isinstance(q, str) else ():
+        field, eq, value = term.partition("=")
+        number = term.removeprefix("#")
+        if (number.isdigit() and not number.isascii()) or (
+            eq and field in TrainConfig.model_fields and has_other_digits(value)
+        ):
+            raise ValueError(f"{term[:50]!r}: {ASCII_ONLY}")
+    return q
+
+
+def _with_speeds(session, runs: list[Run], settings, **kwargs) -> list[dict]:
     """run_out for each run, with its measured training speed (mean img/s over its epochs)
     and, for a run still in its first epoch, an ETA from the speed its model was measured at
     on the workers (the first epoch's own time is not known before it ends)."""
@@ -144,8 +160,9 @@ def _with_speeds(session, runs: list[Run], **kwargs) -> list[dict]:
     )
     by_width: dict[int, object] = {}
     out = []
+    store = open_store(settings)
     for run in runs:
-        item = run_out(run, **kwargs)
+        item = run_out(run, store=store, **kwargs)
         item["images_per_second"] = speeds.get(run.id)
         if run.status == RunStatus.running and run.epochs_done == 0:
             width = int(run.config.get("width", 64))
@@ -159,16 +176,17 @@ def _with_speeds(session, runs: list[Run], **kwargs) -> list[dict]:
 @router.get("/runs", response_model=RunPage)
 def list_runs(
     session: SessionDep,
+    settings: SettingsDep,
     status: Annotated[list[StatusName] | None, Query()] = None,
     sweep_id: Annotated[int | None, Query(ge=1, le=2**62)] = None,
-    dataset: Annotated[str | None, Query(max_length=64)] = None,
-    activation: Annotated[str | None, Query(max_length=64)] = None,
-    lr_ratio: Annotated[str | None, Query(max_length=64)] = None,
-    augmentation: Annotated[str | None, Query(max_length=64)] = None,
+    dataset: Annotated[db_text(64) | None, Query()] = None,
+    activation: Annotated[db_text(64) | None, Query()] = None,
+    lr_ratio: Annotated[db_text(64, ascii_digits) | None, Query()] = None,
+    augmentation: Annotated[db_text(64) | None, Query()] = None,
     seed: Annotated[int | None, Query(ge=0, le=2**31 - 1)] = None,
-    tag: Annotated[str | None, Query(max_length=40, examples=["baseline"])] = None,
-    q: Annotated[str | None, Query(max_length=200, examples=["tanh width=16"])] = None,
-    worker: Annotated[str | None, Query(max_length=200)] = None,
+    tag: Annotated[db_text(40) | None, Query(examples=["baseline"])] = None,
+    q: Annotated[db_text(200, _search_words) | None, Query(examples=["tanh width=16"])] = None,
+    worker: Annotated[db_text(200) | None, Query()] = None,
     sort: SortKey = "-id",
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
     offset: Annotated[int, Query(ge=0, le=10**9)] = 0,
@@ -185,7 +203,7 @@ def list_runs(
     rows = session.scalars(
         _filtered(select(Run), *filters).order_by(order, tiebreak).limit(limit).offset(offset)
     )
-    items = _with_speeds(session, list(rows), with_result=False)
+    items = _with_speeds(session, list(rows), settings, with_result=False)
     return fast_json({"items": items, "total": total, "limit": limit, "offset": offset})
 
 
@@ -228,19 +246,19 @@ def csv_response(runs, filename: str) -> Response:
 
 
 @router.get("/runs/{run_id}", response_model=RunOut, responses=NOT_FOUND)
-def get_run(run: RunDep, session: SessionDep):
-    return fast_json(_with_speeds(session, [run])[0])
+def get_run(run: RunDep, session: SessionDep, settings: SettingsDep):
+    return fast_json(_with_speeds(session, [run], settings, ask_remote=True)[0])
 
 
 @router.patch("/runs/{run_id}", response_model=RunOut, responses={**NOT_FOUND, **GUARDED})
-def edit_run(run: RunDep, body: RunPatch, session: SessionDep):
+def edit_run(run: RunDep, body: RunPatch, session: SessionDep, settings: SettingsDep):
     """Sets the run's name, tags or note: only the keys sent change (null clears one). Tags
     are lower-cased and deduplicated. Never touches the training."""
     for key in body.model_fields_set:
         setattr(run, key, getattr(body, key))
     session.commit()
     session.refresh(run)
-    return fast_json(_with_speeds(session, [run])[0])
+    return fast_json(_with_speeds(session, [run], settings, ask_remote=True)[0])
 
 
 def metric_rows(
@@ -322,20 +340,39 @@ def run_metrics_csv(run: RunDep, session: SessionDep):
     )
 
 
-@router.get("/metrics", response_model=ManyMetricsOut)
-def many_metrics(
-    session: SessionDep,
-    run_ids: Annotated[
-        str,
-        Query(pattern=r"^\s*\d{1,18}(\s*,\s*\d{1,18})*\s*$", max_length=10_000, examples=["1,2,3"]),
-    ],
-):
-    """Curves of many runs in one call (at most 500 ids); unknown ids are left out."""
-    ids = list(dict.fromkeys(int(part) for part in run_ids.split(",")))
-    if len(ids) > 500:
-        raise RequestValidationError(
-            [{"loc": ["query", "run_ids"], "msg": "at most 500 run ids", "type": "value_error"}]
+RUN_IDS = r"^\s*[0-9]{1,18}(\s*,\s*[0-9]{1,18})*\s*$"
+MAX_CURVES = 500
+
+
+def _id_list(text: str) -> list[int]:
+    return list(dict.fromkeys(int(part) for part in text.split(",")))
+
+
+def _run_id_list(text: object) -> object:
+    """The check of `run_ids`, with the published pattern in ASCII digits: pydantic's
+    pattern check would take a `\\d` such as "𑽑", which int() refuses."""
+    if not isinstance(text, str):
+        return text
+    if not re.fullmatch(RUN_IDS, text):
+        raise ValueError(
+            f"{ASCII_ONLY}: run ids separated by commas, like 1,2,3 (18 digits at most)"
         )
+    if len(_id_list(text)) > MAX_CURVES:
+        raise ValueError(f"at most {MAX_CURVES} run ids")
+    return text
+
+
+RunIdList = Annotated[
+    str,
+    Field(max_length=10_000, json_schema_extra={"pattern": RUN_IDS}),
+    BeforeValidator(_run_id_list),
+]
+
+
+@router.get("/metrics", response_model=ManyMetricsOut)
+def many_metrics(session: SessionDep, run_ids: Annotated[RunIdList, Query(examples=["1,2,3"])]):
+    """Curves of many runs in one call (at most 500 ids); unknown ids are left out."""
+    ids = _id_list(run_ids)
     known = set(session.scalars(select(Run.id).where(Run.id.in_(ids))))
     by_run = metric_rows(session, [i for i in ids if i in known])
     return fast_json({"runs": [{"run_id": i, "epochs": e} for i, e in by_run.items()]})
@@ -349,7 +386,7 @@ def cancel_run(run: RunDep, session: SessionDep):
     if not lifecycle.cancel(session, run.id):
         raise HTTPException(409, f"run {run.id} is {RunStatus(run.status).value}; not cancellable")
     session.refresh(run)
-    return fast_json(run_out(run))
+    return fast_json(run_out(run, ask_remote=True))
 
 
 @router.post(
@@ -363,7 +400,7 @@ def retry_run(run: RunDep, session: SessionDep):
         raise HTTPException(409, f"run {run.id} is {RunStatus(run.status).value}; not retryable")
     ring([run.id])  # a broker that is down: stored, and sent once it is back
     session.refresh(run)
-    return fast_json(run_out(run))
+    return fast_json(run_out(run, ask_remote=True))
 
 
 @router.delete(
@@ -391,7 +428,7 @@ def download_checkpoint(run: RunDep, settings: SettingsDep):
     # The location comes from the run id alone, never from a stored path.
     store = open_store(settings)
     if not store.remote:
-        path = store.checkpoint_file(run.id)
+        path = local_checkpoint(store, run.id)
         if path is None:
             raise HTTPException(404, f"run {run.id} has no checkpoint yet")
         return FileResponse(

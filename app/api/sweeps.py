@@ -36,6 +36,7 @@ from app.schemas import (
 )
 from app.security import limit_submissions
 from app.stats import best_cell, progress, summarize
+from app.text import ASCII_ONLY, db_text, has_other_digits
 from app.throughput import Speed, images_per_epoch, measured_speed
 from core import lifecycle
 from core.db import ACTIVE, RETRYABLE, Run, RunStatus, Sweep
@@ -51,6 +52,12 @@ class RunIds(BaseModel):
 
     # Bounded like the path ids: SQLite cannot bind integers past 64 bits (that was a 500).
     run_ids: list[Annotated[int, Field(ge=1, le=2**62)]] | None = Field(None, max_length=10_000)
+
+
+class SweepIn(SweepRequest):
+    """A sweep as POST /api/sweeps takes it: a name that the database can store."""
+
+    name: db_text(200) | None = None
 
 
 def _sweep_runs(session, sweep_id: int) -> list[Run]:
@@ -95,7 +102,7 @@ def _validation_error(errors: list[dict[str, Any]]) -> RequestValidationError:
 @router.post(
     "/sweeps", status_code=201, response_model=SweepOut, responses={**GUARDED, **RATE_LIMITED}
 )
-def create_sweep(body: SweepRequest, request: Request, session: SessionDep, settings: SettingsDep):
+def create_sweep(body: SweepIn, request: Request, session: SessionDep, settings: SettingsDep):
     """A grid (field -> values) times seeds, or `{"preset": "report"}` for the report's 36
     cells. Nothing is stored unless every cell's config is valid."""
     count = body.run_count()
@@ -134,7 +141,7 @@ def create_sweep(body: SweepRequest, request: Request, session: SessionDep, sett
 
 
 @router.post("/sweeps/estimate", response_model=EstimateOut, responses=GUARDED)
-def estimate_sweep(body: SweepRequest, session: SessionDep, settings: SettingsDep):
+def estimate_sweep(body: SweepIn, session: SessionDep, settings: SettingsDep):
     """How many runs a sweep would make and how long they would train on one worker, at the
     speed the workers measured for the same model width (null while none is measured)."""
     count = body.run_count()
@@ -237,6 +244,8 @@ def _parse_baseline(text: str | None, factors: list[str]) -> dict[str, Any] | No
         field, sep, value = part.partition(":")
         if not sep or field not in factors:
             raise _bad_baseline(f"{field[:100]!r} is not a factor of this sweep")
+        if has_other_digits(value):  # the trainer's parsers would read "٣:1:1" as 3:1:1
+            raise _bad_baseline(f"{value[:100]!r}: {ASCII_ONLY}")
         baseline[field] = value
     return baseline
 

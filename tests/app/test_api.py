@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 
 from core import lifecycle
+from core.config import get_settings
 from core.db import Metric, Run, new_session
+from core.store import open_store
 from tests.conftest import TINY, epoch_row, record_epochs
 
 
@@ -335,3 +337,57 @@ def test_status_vocabulary_keeps_lost_runs_followed_not_final(api):
     assert "lost" in statuses["retryable"]
     assert set(statuses["final"]) | set(statuses["changing"]) == set(statuses["all"])
     assert not set(statuses["final"]) & set(statuses["changing"])
+
+
+def _training_without_a_checkpoint_yet(api) -> int:
+    """A run one epoch in, whose location the worker has recorded; no file written yet (a
+    checkpoint is written at most every CHECKPOINT_SECONDS)."""
+    run_id = api.post("/api/runs", json=TINY).json()["id"]
+    record_epochs(run_id, epoch_row(1))
+    location = open_store(get_settings()).location(run_id)
+    with new_session() as session:
+        session.execute(update(Run).where(Run.id == run_id).values(checkpoint_path=location))
+        session.commit()
+    return run_id
+
+
+def _checkpoint_answers(api, run_id: int) -> tuple[bool, bool, int]:
+    """(has_checkpoint of the run, has_checkpoint in the list, status of the download)."""
+    listed = {r["id"]: r for r in api.get("/api/runs").json()["items"]}
+    return (
+        api.get(f"/api/runs/{run_id}").json()["has_checkpoint"],
+        listed[run_id]["has_checkpoint"],
+        api.get(f"/api/runs/{run_id}/checkpoint").status_code,
+    )
+
+
+def test_has_checkpoint_is_true_exactly_when_the_checkpoint_downloads(api):
+    run_id = _training_without_a_checkpoint_yet(api)
+    assert _checkpoint_answers(api, run_id) == (False, False, 404)
+    folder = open_store(get_settings()).pull(run_id)
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "last.pt").write_bytes(b"weights")
+    assert _checkpoint_answers(api, run_id) == (True, True, 200)
+
+
+def test_has_checkpoint_of_one_run_asks_a_remote_store(make_service, s3_bucket):
+    # Lists keep the database's hint with a URL RUNS_DIR: a request per run would cost more.
+    api = make_service(None, RUNS_DIR=f"s3://{s3_bucket}/runs").client
+    run_id = _training_without_a_checkpoint_yet(api)
+    assert _checkpoint_answers(api, run_id) == (False, True, 404)
+    store = open_store(get_settings())
+    folder = store.pull(run_id)
+    (folder / "last.pt").write_bytes(b"weights")
+    store.push(run_id, folder)
+    assert _checkpoint_answers(api, run_id) == (True, True, 200)
+
+
+def test_a_run_folder_linked_out_of_runs_dir_has_no_checkpoint_to_show_or_serve(api, tmp_path):
+    run_id = _training_without_a_checkpoint_yet(api)
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "last.pt").write_bytes(b"not ours")
+    runs = open_store(get_settings()).runs_dir
+    runs.mkdir(parents=True, exist_ok=True)
+    (runs / f"run-{run_id}").symlink_to(outside)
+    assert _checkpoint_answers(api, run_id) == (False, False, 404)

@@ -131,7 +131,7 @@ def test_a_worker_woken_after_a_takeover_at_the_epoch_boundary_writes_no_checkpo
     sleeper = int(first["worker"].rsplit(":", 1)[1])
     wait_for(lambda: psutil.Process(sleeper).status() == psutil.STATUS_STOPPED, 30, "the pause")
     service.start_worker("successor@test")
-    ahead = wait_for(
+    wait_for(
         lambda: (
             (r := service.run(run_id))["worker"] != first["worker"] and r["epochs_done"] >= 4 and r
         ),
