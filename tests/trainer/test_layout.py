@@ -69,8 +69,12 @@ def test_chosen_cpu_layout_trains_every_shape(threads):
     try:
         result = subprocess.run(
             [
-                sys.executable, "-c", PROBE, str(threads),
-                ",".join(map(str, WIDTHS)), ",".join(map(str, BATCHES)),
+                sys.executable,
+                "-c",
+                PROBE,
+                str(threads),
+                ",".join(map(str, WIDTHS)),
+                ",".join(map(str, BATCHES)),
             ],  # fmt: skip
             capture_output=True,
             text=True,
