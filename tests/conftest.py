@@ -249,6 +249,12 @@ def postgres_database() -> Iterator[str]:
         admin.dispose()
 
 
+# For a test whose PostgreSQL leg would add nothing its SQLite leg does not test (the
+# broker, the checkpoint files, processes and signals): it runs on SQLite alone. The SQL
+# paths (upserts, compare-and-set claims, takeovers, sweeps' aggregates, streams) keep both.
+SQLITE_ONLY = pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+
+
 @pytest.fixture(params=["sqlite", "postgresql"])
 def database_url(request, tmp_path) -> Iterator[str]:
     """Each test that takes it runs twice: on a SQLite file, and on a fresh PostgreSQL

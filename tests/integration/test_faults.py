@@ -14,7 +14,16 @@ import psutil
 import pytest
 import torch
 
-from tests.conftest import ROOT, TINY, RedisServer, free_port, http_ok, service_env, wait_for
+from tests.conftest import (
+    ROOT,
+    SQLITE_ONLY,
+    TINY,
+    RedisServer,
+    free_port,
+    http_ok,
+    service_env,
+    wait_for,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -62,6 +71,7 @@ def test_five_sigkills_mid_run_still_complete_with_the_uninterrupted_metrics(ser
     assert run["result"]["confusion_matrix"] == ref["result"]["confusion_matrix"]
 
 
+@SQLITE_ONLY
 def test_killed_worker_with_no_successor_is_lost_in_time_and_retry_finishes_it(service):
     run_id = submit(service.client, **{**KILLABLE, "epochs": 4})
     worker = service.start_worker()
@@ -81,6 +91,7 @@ def test_killed_worker_with_no_successor_is_lost_in_time_and_retry_finishes_it(s
     assert [e["epoch"] for e in service.metrics(run_id)] == [1, 2, 3, 4]
 
 
+@SQLITE_ONLY
 def test_redis_restart_during_a_sweep_loses_no_queued_or_running_run(
     make_service, tmp_path, database_url
 ):
@@ -179,6 +190,7 @@ def test_a_broker_restarted_empty_strands_no_queued_run_and_a_submission_meanwhi
         redis.stop()
 
 
+@SQLITE_ONLY
 def test_killing_the_web_app_mid_sweep_loses_and_sticks_nothing(tmp_path, redis_url, database_url):
     import redis as redis_client
 
@@ -238,6 +250,7 @@ def test_killing_the_web_app_mid_sweep_loses_and_sticks_nothing(tmp_path, redis_
                 proc.wait()
 
 
+@SQLITE_ONLY
 def test_truncated_checkpoint_is_reported_and_the_run_resumes_from_the_previous_one(service):
     run_id = submit(service.client, **{**KILLABLE, "epochs": 5})
     reference = submit(service.client, **{**KILLABLE, "epochs": 5})

@@ -10,7 +10,7 @@ import signal
 import pytest
 import torch
 
-from tests.conftest import TINY, wait_for
+from tests.conftest import SQLITE_ONLY, TINY, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -89,6 +89,7 @@ def test_sweep_2x2_with_two_seeds_finishes_with_mean_and_spread_per_cell(service
     assert csv.status_code == 200 and len(csv.text.strip().splitlines()) == 9
 
 
+@SQLITE_ONLY
 def test_cancel_stops_a_running_run_within_seconds_and_worker_takes_the_next(service):
     long_id = submit(service, epochs=200, train_limit=1024, width=8)
     next_id = submit(service)
@@ -120,6 +121,7 @@ def test_sigkill_of_worker_mid_run_then_new_worker_finishes_with_every_epoch_onc
     assert run["result"]["resumed_from_epoch"] >= 2
 
 
+@SQLITE_ONLY
 def test_trainer_exception_fails_the_run_and_the_worker_takes_the_next(service):
     # Offline, with no CIFAR-10 files in DATA_DIR, the trainer raises.
     bad_id = submit(service, dataset="cifar10")
@@ -148,6 +150,7 @@ def read_events(client, url: str, until: str = "end") -> list[tuple[str, dict]]:
     return events
 
 
+@SQLITE_ONLY
 def test_run_events_stream_every_epoch_and_status_change_then_end(service):
     run_id = submit(service, epochs=3)
     service.start_worker()
@@ -186,6 +189,7 @@ def test_sweep_events_report_each_run_and_epoch(service):
     assert seen_epochs == {(r, e) for r in sweep["run_ids"] for e in (1, 2)}
 
 
+@SQLITE_ONLY
 def test_sigterm_puts_the_running_run_back_in_the_queue_and_the_next_worker_resumes_it(
     service,
 ):

@@ -10,7 +10,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from core.db import WorkerSeen, new_session
-from tests.conftest import TINY, wait_for
+from tests.conftest import SQLITE_ONLY, TINY, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -19,6 +19,7 @@ def descendants(pid: int) -> set[int]:
     return {p.pid for p in psutil.Process(pid).children(recursive=True)}
 
 
+@SQLITE_ONLY
 def test_started_worker_reports_host_pid_device_and_the_run_it_took(service):
     proc = service.start_worker()
 
