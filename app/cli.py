@@ -216,6 +216,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("action", choices=["upgrade", "current"])
     p.add_argument("--home", help="folder for the database, checkpoints and datasets")
     p.set_defaults(func=db)
+
+    # The REST client's commands (runs, submit, grid, wait, cancel, retry, export).
+    from resnet_lab.cli import add_commands
+
+    add_commands(sub, parser)
     return parser
 
 

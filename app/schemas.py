@@ -466,3 +466,100 @@ GUARDED = {
     403: {"model": ErrorOut, "description": "cross-site request, or missing X-CSRF-Token"},
     413: {"model": ErrorOut, "description": "body over MAX_BODY_BYTES"},
 }
+
+
+class AnovaRowOut(BaseModel):
+    term: str = Field(description="A factor, or two joined by ':' for their interaction.")
+    factors: list[str]
+    sum_sq: float = Field(description="Type II sum of squares.")
+    df: int
+    F: float | None
+    p: float | None
+    partial_eta_sq: float | None = Field(description="sum_sq / (sum_sq + residual sum_sq).")
+
+
+class ResidualOut(BaseModel):
+    sum_sq: float
+    df: int
+    mean_sq: float
+    sd: float = Field(description="sqrt(mean_sq): the run-to-run spread the model leaves.")
+
+
+class AnovaOut(BaseModel):
+    metric: str
+    model: str | None = Field(
+        description="'one-way', 'two-way interactions', or 'additive (...)' when one run per "
+        "cell (or an empty cell) leaves the interactions in the error; null with rows []."
+    )
+    n: int = Field(description="Finished runs analysed.")
+    rows: list[AnovaRowOut]
+    residual: ResidualOut | None
+    note: str
+
+
+class EffectLevelOut(BaseModel):
+    level: Any
+    mean: float | None = Field(description="Mean of the cell means at this level.")
+    diff: float | None = Field(description="mean minus the reference level's, metric units.")
+    ci95: list[float] | None
+    text: str | None = Field(description="e.g. 'sigmoid − relu: −5.20 points [−5.60, −4.80]'.")
+
+
+class FactorEffectOut(BaseModel):
+    factor: str
+    reference: Any
+    ref_mean: float | None
+    levels: list[EffectLevelOut]
+
+
+class InteractionPointOut(BaseModel):
+    level: Any
+    n: int
+    mean: float | None
+    std: float | None
+    ci95: list[float] | None
+
+
+class InteractionSeriesOut(BaseModel):
+    level: Any
+    points: list[InteractionPointOut]
+
+
+class InteractionOut(BaseModel):
+    factor: str = Field(description="One line per level of this factor...")
+    across: str = Field(description="...across the levels of this one (the x axis).")
+    series: list[InteractionSeriesOut]
+
+
+class EffectsOut(BaseModel):
+    metric: str
+    model: str | None
+    method: str = Field(description="How the intervals are computed.")
+    residual: ResidualOut | None
+    effects: list[FactorEffectOut]
+    interactions: list[InteractionOut]
+    note: str
+
+
+class FactorPowerOut(BaseModel):
+    factor: str
+    cells_per_level: int
+    effect_size: float = Field(description="Cohen's d: difference / residual sd.")
+    runs_per_level: float = Field(description="TTestIndPower's n per group.")
+    seeds_per_cell: int = Field(description="ceil(runs_per_level / cells_per_level).")
+    extra_seeds: int
+    extra_runs: int
+    extra_train_seconds: float | None = Field(description="From the mean finished run's time.")
+
+
+class PowerOut(BaseModel):
+    metric: str
+    difference: float = Field(description="In metric units (accuracy: points / 100).")
+    alpha: float
+    power: float
+    seeds: int = Field(description="Seeds the grid has now.")
+    cells: int
+    mean_run_seconds: float | None
+    residual_sd: float | None
+    factors: list[FactorPowerOut]
+    note: str

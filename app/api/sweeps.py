@@ -11,6 +11,7 @@ from fastapi.responses import Response
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import func, select
 
+from app import analysis
 from app.api.deps import SessionDep, SettingsDep, SweepDep, fast_json
 from app.api.runs import csv_response
 from app.grid import (
@@ -26,9 +27,12 @@ from app.schemas import (
     GUARDED,
     NOT_FOUND,
     RATE_LIMITED,
+    AnovaOut,
     CancelledOut,
     CellsOut,
+    EffectsOut,
     EstimateOut,
+    PowerOut,
     RetriedOut,
     SweepDetailOut,
     SweepOut,
@@ -365,3 +369,86 @@ def presets():
 def config_schema():
     """The trainer config's JSON schema: every field with its default, range and help."""
     return TrainConfig.model_json_schema()
+
+
+# ---------------------------------------------------------------- the grid's analysis
+
+MetricQuery = Annotated[
+    analysis.MetricName,
+    Query(description="final_test_acc (default), best_test_acc, final_train_loss, final_test_loss"),
+]
+
+
+def _reference(sweep, baseline: str | None) -> dict[str, Any] | None:
+    """The levels effects are measured from: ?baseline=, else the report's, else the first."""
+    chosen = _parse_baseline(baseline, list(sweep.grid))
+    if chosen is not None:
+        return _coerce(chosen, sweep.grid, sweep.base)
+    return REPORT_BASELINE if sweep.preset == "report" else None
+
+
+@router.get("/sweeps/{sweep_id}/anova", response_model=AnovaOut, responses=NOT_FOUND)
+def sweep_anova(sweep: SweepDep, session: SessionDep, metric: MetricQuery = "final_test_acc"):
+    """Main effects and two-way interactions of the varying factors, type II sums of squares,
+    seeds as replicates; the additive model when there is one run per cell."""
+    runs = analysis.sweep_runs(session, sweep.id, metric)
+    return fast_json(analysis.anova(runs, sweep.grid, metric))
+
+
+@router.get("/sweeps/{sweep_id}/effects", response_model=EffectsOut, responses=NOT_FOUND)
+def sweep_effects(
+    sweep: SweepDep,
+    session: SessionDep,
+    metric: MetricQuery = "final_test_acc",
+    baseline: Annotated[str | None, Query(max_length=500, examples=["activation:relu"])] = None,
+):
+    """Each level's difference from the reference level with a 95 % interval, and the
+    interaction plots' data (mean and interval per pair of levels of two factors)."""
+    runs = analysis.sweep_runs(session, sweep.id, metric)
+    return fast_json(analysis.analyse(sweep, runs, metric, _reference(sweep, baseline)))
+
+
+@router.get("/sweeps/{sweep_id}/power", response_model=PowerOut, responses=NOT_FOUND)
+def sweep_power(
+    sweep: SweepDep,
+    session: SessionDep,
+    metric: MetricQuery = "final_test_acc",
+    difference: Annotated[
+        float, Query(gt=0, le=100, description="Accuracy: percentage points; loss: its units.")
+    ] = 0.2,
+    alpha: Annotated[float, Query(gt=0, le=0.5)] = 0.05,
+    power: Annotated[float, Query(gt=0, lt=1)] = 0.8,
+):
+    """Seeds per cell needed to tell two levels of each factor `difference` apart."""
+    if power <= alpha:
+        raise _validation_error(
+            [{"loc": ["query", "power"], "msg": "power must be above alpha", "type": "value_error"}]
+        )
+    runs = analysis.sweep_runs(session, sweep.id, metric)
+    fitted = analysis.fit(runs, sweep.grid)
+    units = difference / 100 if metric in analysis.ACCURACIES else difference
+    answer = analysis.seeds_needed(fitted, sweep.grid, runs, len(sweep.seeds), units, alpha, power)
+    return fast_json({"metric": metric, **answer})
+
+
+@router.get(
+    "/sweeps/{sweep_id}/report.md",
+    response_class=Response,
+    responses={200: {"content": {"text/markdown": {}}}, **NOT_FOUND},
+)
+def sweep_report(
+    sweep: SweepDep,
+    session: SessionDep,
+    metric: MetricQuery = "final_test_acc",
+    baseline: Annotated[str | None, Query(max_length=500, examples=["activation:relu"])] = None,
+):
+    """The study as Markdown: question, fixed settings, factors, cells, the ANOVA table with
+    a sentence per term, effects with intervals, the seeds needed (0.2 points, alpha 0.05,
+    power 0.8) and the failed runs with their errors."""
+    reference = _reference(sweep, baseline)
+    runs = analysis.sweep_runs(session, sweep.id, metric)
+    units = 0.002 if metric in analysis.ACCURACIES else 0.01
+    fitted = analysis.fit(runs, sweep.grid)
+    power = analysis.seeds_needed(fitted, sweep.grid, runs, len(sweep.seeds), units, 0.05, 0.8)
+    text = analysis.report(sweep, runs, metric, reference, fitted, power)
+    return Response(text, media_type="text/markdown; charset=utf-8")

@@ -7,6 +7,8 @@
  *   confusion(div, classes, m)     a confusion matrix (counts, row-normalised colour)
  *   bars(div, spec)                bars from 0 with error bars and labels clear of them
  *   parcoords(div, spec)           parallel coordinates of factors vs accuracy
+ *   interaction(div, spec)         an interaction plot: one line per level of a factor
+ *                                  across the levels of another, with interval bars
  *
  * Plotly.js is a classic script served by the app (/static/vendor/plotly.min.js), loaded
  * before the page's modules; it is never fetched from a CDN.
@@ -317,6 +319,39 @@ export function bars(div, spec) {
   }));
   layout.margin.b = 56;
   layout.margin.t = spec.title ? 44 : 24;
+  return plot(div, data, layout);
+}
+
+/**
+ * An interaction plot: one line per level of one factor across the (category) levels of
+ * another, each point with its interval as asymmetric error bars (intervals are clipped).
+ * Lines that run parallel mean no interaction. SVG traces only: a grid page holds several.
+ * spec: {x: [labels], series: [{name, y: [], lo: [], hi: []}], percent, title, xtitle, ytitle}
+ */
+export function interaction(div, spec) {
+  const scale = spec.percent ? 100 : 1;
+  const sc = (v) => (v === null || v === undefined ? null : v * scale);
+  const fmt = spec.percent ? "%{y:.2f}%" : "%{y:.4g}";
+  const data = spec.series.map((s, i) => {
+    const y = s.y.map(sc);
+    const up = s.hi.map((h, j) => (h === null || y[j] === null ? 0 : sc(h) - y[j]));
+    const down = s.lo.map((l, j) => (l === null || y[j] === null ? 0 : y[j] - sc(l)));
+    const color = PALETTE[i % PALETTE.length];
+    return {
+      type: "scatter",
+      mode: "lines+markers",
+      name: plain(s.name),
+      x: spec.x.map(plain),
+      y,
+      line: { color, width: 2 },
+      marker: { size: 7, color },
+      error_y: { type: "data", symmetric: false, array: up, arrayminus: down, visible: true, thickness: 1.2, width: 5, color },
+      hovertemplate: `${plain(s.name)}<br>%{x}: ${fmt}<extra></extra>`,
+    };
+  });
+  const layout = baseLayout({ title: spec.title });
+  layout.xaxis = axis(spec.xtitle || "", { type: "category", categoryorder: "array", categoryarray: spec.x.map(plain) });
+  layout.yaxis = axis(spec.ytitle || "", { ticksuffix: spec.percent ? "%" : "" });
   return plot(div, data, layout);
 }
 

@@ -5,6 +5,7 @@
 
 import { byId, clear, debounce, el, poll, toast } from "../lib/dom.js";
 import { CHANGING } from "../lib/status.js";
+import { renderAnalysis } from "./analysis.js";
 import { renderBaselineSelect, renderCells, renderLegend, updateChip } from "./cells.js";
 import { renderHeader, renderProgress, sweepAction } from "./header.js";
 import { renderControls, renderHeatmaps, setCellClick } from "./heatmap.js";
@@ -37,6 +38,7 @@ function renderSummary() {
   renderMarginals();
   renderBaselineSelect();
   renderParcoords();
+  renderAnalysis().catch(() => {}); // its own requests: the heatmaps need not wait for them
   return renderHeatmaps();
 }
 
