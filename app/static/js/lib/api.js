@@ -133,3 +133,16 @@ export async function apiAll(path, params = {}, pageSize = 500) {
     if (!page.items.length || offset >= page.total) return items;
   }
 }
+
+/** Whether the broker answers (/healthz's `broker`), or null when that cannot be told. A
+ * queued run waits for a free worker, or, with the broker down, for the broker: runs are
+ * stored all the same and their messages sent once it is back. */
+export async function brokerReachable() {
+  try {
+    const resp = await fetch("/healthz", { headers: { Accept: "application/json" }, credentials: "same-origin" });
+    const data = await resp.json();
+    return typeof data.broker === "boolean" ? data.broker : null;
+  } catch (e) {
+    return null;
+  }
+}

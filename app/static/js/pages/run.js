@@ -2,7 +2,7 @@
  * on, so a reload mid-run is correct), progress and ETA, throughput, name/tags/note, config,
  * environment, and once finished the confusion matrix and per-class accuracy. */
 
-import { api } from "../lib/api.js";
+import { api, brokerReachable } from "../lib/api.js";
 import * as Charts from "../lib/charts.js";
 import { breakable, byId, clear, debounce, el, poll } from "../lib/dom.js";
 import { configValue, duration, eta, factorLine, num, pct, rate, when } from "../lib/format.js";
@@ -178,6 +178,12 @@ function render() {
   } else if (run.status === "queued") {
     note.hidden = false;
     note.textContent = "Queued: waiting for a free worker. The curves start with the first finished epoch.";
+    brokerReachable().then((up) => {
+      if (up === false && run.status === "queued") {
+        note.textContent =
+          "Queued: waiting for the broker, which does not answer. The run is stored; its message is sent as soon as the broker is back.";
+      }
+    });
   } else {
     note.hidden = true;
   }

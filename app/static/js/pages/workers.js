@@ -1,7 +1,7 @@
 /* Workers page: live workers with their device readings and current run, and the queue
  * with its drain estimate, refreshed every few seconds from GET /api/workers. */
 
-import { api } from "../lib/api.js";
+import { api, brokerReachable } from "../lib/api.js";
 import { byId, clear, el, poll } from "../lib/dom.js";
 import { duration, eta } from "../lib/format.js";
 import { progressBar } from "../lib/status.js";
@@ -51,6 +51,13 @@ function showQueue(q) {
     stat("Drains in", q.estimated_drain_seconds === null ? "unknown" : eta(q.estimated_drain_seconds)),
   );
   byId("queue-basis").textContent = q.basis;
+  brokerReachable().then((up) => {
+    const box = byId("broker-down");
+    box.hidden = up !== false;
+    box.textContent = up === false
+      ? "The broker does not answer: queued runs wait for it, not for a free worker. They are stored and sent again once it is back."
+      : "";
+  });
 }
 
 async function refresh() {
