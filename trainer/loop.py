@@ -84,16 +84,16 @@ def train(
     breadcrumb a worker leaves for the story of a crash).
 
     If checkpoint_dir holds a checkpoint of the same config, the run continues from it (a
-    different config raises checkpoint.CheckpointMismatch). A finished epoch is reported
-    (on_epoch), then checkpointed when checkpoint.Cadence says so: after every epoch where
+    different config raises checkpoint.CheckpointMismatch). A finished epoch is checkpointed
+    when checkpoint.Cadence says so, then reported (on_epoch): after every epoch where
     the write costs under 5% of the epoch (CPU runs, small models), else once
     checkpoint_seconds have passed since the last one (0: after every epoch); always after
     the last epoch. may_checkpoint() is asked right before a checkpoint is published: False
     throws it away (a worker that lost the run must not overwrite its new owner's). After a
     crash, the epochs since the last checkpoint are trained again (on the CPU with identical
     results). Raises data.DatasetUnavailable when the dataset's files are missing, and
-    checkpoint.CheckpointWriteError when a checkpoint cannot be written (a full disk): the
-    epoch is reported before.
+    checkpoint.CheckpointWriteError when a checkpoint cannot be written (a full disk), after
+    reporting the epoch it could not save.
     """
     started = time.perf_counter()
     runtime = select_runtime(config)
@@ -174,10 +174,16 @@ def train(
             state.confusion, state.epoch, state.lr = confusion, epoch, lr
             epochs_bar.update(1)
             epochs_bar.set_postfix(test_acc=f"{test_acc:.4f}", lr=f"{lr:g}")
-            if on_epoch is not None:  # first: a checkpoint that cannot be written loses no epoch
-                on_epoch(metrics)
+            # Saved, then reported: an epoch a person sees is in the checkpoint when one was due.
             if cadence.due(metrics.seconds) or epoch == config.epochs:
-                save()
+                try:
+                    save()
+                except checkpoint.CheckpointWriteError:
+                    if on_epoch is not None:
+                        on_epoch(metrics)  # trained all the same: a full disk loses no epoch
+                    raise
+            if on_epoch is not None:
+                on_epoch(metrics)
     finally:
         epochs_bar.close()
     return result(stopped=False)
@@ -237,11 +243,12 @@ def _train_epoch(
     when a stop was asked for before a batch."""
     started = time.perf_counter()
     state.model.train()
-    order = torch.randperm(len(train_y), generator=state.shuffle_gen).to(runtime.device)
+    order = None  # drawn after the first stop check: a stop at the boundary saves the
+    # shuffle generator as the last finished epoch left it, so a resume draws this same order
     loss_sum = torch.zeros((), dtype=torch.float64, device=runtime.device)
     correct = torch.zeros((), dtype=torch.int64, device=runtime.device)
     batches = tqdm(
-        range(0, len(order), config.batch_size), desc=f"epoch {epoch}", unit="batch",
+        range(0, len(train_y), config.batch_size), desc=f"epoch {epoch}", unit="batch",
         leave=False, disable=not progress, file=sys.stderr, dynamic_ncols=True,
     )  # fmt: skip
     total = len(batches)
@@ -249,6 +256,8 @@ def _train_epoch(
         if stop_asked():
             batches.close()
             raise _Stopped(at_boundary=start == 0)
+        if order is None:
+            order = torch.randperm(len(train_y), generator=state.shuffle_gen).to(runtime.device)
         idx = order[start : start + config.batch_size]
         x = prepare(augment(train_x[idx], config, state.augment_gen))
         y = train_y[idx]
@@ -258,7 +267,7 @@ def _train_epoch(
         correct += (logits.argmax(1) == y).sum()
         if on_batch is not None:
             on_batch(epoch, number, total)
-    n = len(order)
+    n = len(train_y)
     loss, accuracy = loss_sum.item() / n, correct.item() / n  # .item() synchronises
     return loss, accuracy, time.perf_counter() - started
 

@@ -139,17 +139,6 @@ def train_packed(
     batches = None
     try:
         while active:
-            if pos == 0:
-                for member in active:
-                    if member.order is None:
-                        member.begin_epoch(n, runtime.device)
-                if batches is None:
-                    lo, hi = min(m.epoch for m in active), max(m.epoch for m in active)
-                    batches = tqdm(
-                        total=-(-n // batch), desc=f"epoch {lo}" + (f"-{hi}" if hi > lo else ""),
-                        unit="batch", leave=False, disable=not progress, file=sys.stderr,
-                        dynamic_ncols=True,
-                    )  # fmt: skip
             leaving = [m for m in active if should_stop is not None and should_stop(m.index)]
             if leaving:
                 for member in leaving:
@@ -165,6 +154,19 @@ def train_packed(
                 active = [m for m in active if not m.stopped]
                 if not active:
                     break
+            if pos == 0:
+                # After the stop checks: a member that leaves at the boundary keeps the lr
+                # and shuffle state of its last finished epoch in its checkpoint.
+                for member in active:
+                    if member.order is None:
+                        member.begin_epoch(n, runtime.device)
+                if batches is None:
+                    lo, hi = min(m.epoch for m in active), max(m.epoch for m in active)
+                    batches = tqdm(
+                        total=-(-n // batch), desc=f"epoch {lo}" + (f"-{hi}" if hi > lo else ""),
+                        unit="batch", leave=False, disable=not progress, file=sys.stderr,
+                        dynamic_ncols=True,
+                    )  # fmt: skip
             if pack is None:
                 pack = Pack(active, runtime, num_classes)
             elif pos == 0:
@@ -192,15 +194,15 @@ def train_packed(
             batches.close()
             batches = None
             _end_epoch(pack, n, test_x, test_y, num_classes, runtime, normalize)
-            # Reported first: a checkpoint that cannot be written loses no epoch.
-            for member in pack.members:
-                epochs_bar.update(1)
-                epochs_bar.set_postfix(test_acc=f"{member.history[-1].test_acc:.4f}")
-                if on_epoch is not None:
-                    on_epoch(member.index, member.history[-1])
             finished = [m for m in active if m.epochs_done == m.config.epochs]
-            save(finished, force=True)
-            save([m for m in active if m not in finished], pack.members[0].history[-1].seconds)
+            # Saved, then reported, as in trainer.train; a full disk loses no epoch.
+            try:
+                save(finished, force=True)
+                save([m for m in active if m not in finished], pack.members[0].history[-1].seconds)
+            except checkpoint.CheckpointWriteError:
+                _report(pack.members, on_epoch, epochs_bar)
+                raise
+            _report(pack.members, on_epoch, epochs_bar)
             if finished:
                 pack.store()
                 pack = None
@@ -212,6 +214,15 @@ def train_packed(
         epochs_bar.close()
 
     return [result(m) for m in members]
+
+
+def _report(members: list[Member], on_epoch, epochs_bar) -> None:
+    """Each member's finished epoch, to the caller and the progress bar."""
+    for member in members:
+        epochs_bar.update(1)
+        epochs_bar.set_postfix(test_acc=f"{member.history[-1].test_acc:.4f}")
+        if on_epoch is not None:
+            on_epoch(member.index, member.history[-1])
 
 
 def _end_epoch(

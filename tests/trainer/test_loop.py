@@ -166,9 +166,12 @@ def test_progress_bars_go_to_stderr(tiny_config, capsys):
     assert captured.out == "" and "epochs" in captured.err
 
 
-def test_digits_at_width_16_learns_to_90_percent_in_a_few_epochs():
+def test_digits_learns_to_90_percent_once_the_lr_steps_down():
+    # A regime where seeds agree: after the first lr step (epoch 4 of 5) every seed ends at
+    # 0.97-0.99 (14 runs: seeds 0-4, fp32 and bf16, 1 and 2 threads), while epoch 3 alone
+    # ranges from 0.54 to 0.93. The whole training set, not a few hundred images.
     config = TrainConfig(
-        dataset="digits", width=16, epochs=5, batch_size=64, lr=0.05, augmentation="none"
+        dataset="digits", width=8, epochs=5, batch_size=64, lr=0.05, augmentation="none"
     )
     result = train(config)
     assert result.final_test_acc >= 0.90, [m.test_acc for m in result.epochs]
@@ -211,4 +214,5 @@ def test_checkpoint_seconds_writes_at_the_end_and_at_a_stop_between_epochs(
     resumed = train(tiny_config(), checkpoint_dir=stopped, checkpoint_seconds=3600)
     assert resumed.resumed_from_epoch == 2
     uninterrupted = train(tiny_config())
-    assert [m.test_acc for m in resumed.epochs] == [m.test_acc for m in uninterrupted.epochs]
+    # Bit for bit, as every resume here: test accuracies alone can agree by luck.
+    assert exact(resumed.epochs) == exact(uninterrupted.epochs)

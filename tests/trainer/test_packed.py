@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import statistics
-
 import pytest
 import torch
 
@@ -74,7 +72,8 @@ def buffers(state: dict) -> dict[str, torch.Tensor]:
 
 
 def assert_close_runs(a, b, tol: float = 1e-9) -> None:
-    """Same epochs and lrs, metrics within tol (accuracies may differ by one image only)."""
+    """Same epochs and lrs, losses within tol, equal accuracies: for float64 runs, where
+    rounding cannot move an accuracy."""
     assert [m.epoch for m in a.epochs] == [m.epoch for m in b.epochs]
     assert [m.lr for m in a.epochs] == [m.lr for m in b.epochs]
     for x, y in zip(a.epochs, b.epochs):
@@ -190,7 +189,7 @@ def test_member_and_plain_checkpoints_resume_across_pack_and_train(float64, tmp_
     assert_close_runs(fresh, plain[0])
 
 
-def test_a_member_that_stops_leaves_while_the_others_finish(tmp_path):
+def test_a_member_that_stops_leaves_while_the_others_finish(float64, tmp_path):
     configs = [TrainConfig(**{**RESUME, "augmentation": "none"}, seed=s) for s in (0, 1, 2)]
     whole = train_packed(configs)
     dirs = [tmp_path / str(i) for i in range(3)]
@@ -209,8 +208,10 @@ def test_a_member_that_stops_leaves_while_the_others_finish(tmp_path):
     assert calls == [12, 5, 12]
     assert checkpoint.peek(dirs[1])["epoch"] == 1 and checkpoint.peek(dirs[0])["epoch"] == 3
     assert exact(results[1].epochs) == exact(whole[1].epochs[:1])
-    for i in (0, 2):  # the others go on as in the whole pack (repacked: rounding aside)
-        assert_close_runs(results[i], whole[i], tol=1e-5)
+    # The others go on as in the whole pack. Repacked, they round differently: float64 keeps
+    # that far below the tolerance, where in fp32 or bf16 it could move an accuracy.
+    for i in (0, 2):
+        assert_close_runs(results[i], whole[i])
 
 
 def test_members_with_different_epochs_leave_when_done(tiny_config):
@@ -223,20 +224,52 @@ def test_members_with_different_epochs_leave_when_done(tiny_config):
     assert [m.lr for m in results[1].epochs] == [0.1, 0.1, 0.001]
 
 
-def test_packed_digits_grid_reaches_the_accuracy_of_separate_runs():
-    base = dict(
-        dataset="digits", width=8, epochs=3, batch_size=32, lr=0.05, train_limit=320,
-        test_limit=100, augmentation="none", precision="fp32",
-    )  # fmt: skip
-    configs = [TrainConfig(**base, activation=a, seed=s) for a in ("relu", "tanh") for s in (0, 1)]
-    plain = [train(c).final_test_acc for c in configs]
-    packed = [r.final_test_acc for r in train_packed(configs)]
-    for a in (0, 2):  # per activation, over its two seeds
-        spread = max(abs(plain[a] - plain[a + 1]), 0.05)
-        mean_plain = statistics.mean(plain[a : a + 2])
-        mean_packed = statistics.mean(packed[a : a + 2])
-        assert abs(mean_packed - mean_plain) <= spread, (plain, packed)
-    assert min(packed) > 0.4, packed  # it learned: ten classes, chance is 0.1
+# In fp32 the pack's grouped kernels round differently from a plain run's, and training
+# amplifies that: with ReLU or leaky ReLU, losses part by up to 1e-2 by the third or fourth
+# step (thread count alone does as much to a plain run), while tanh and sigmoid stay within
+# 1e-4 for five steps. So every member is compared over its first two
+# steps (its own init, images, augmentation, activation and BatchNorm, then one update with
+# its own lr), and the smooth members over five (momentum and lr schedule too).
+FP32_STEPS = 5
+FP32_MEMBERS = [
+    dict(activation="relu", augmentation="none", seed=0, lr_ratio="2:1:1"),
+    dict(
+        activation="tanh", augmentation="crop_flip", seed=1, lr_ratio="1:1:1",
+        lr=0.05, momentum=0.5, weight_decay=1e-3,
+    ),
+    dict(
+        activation="leaky_relu", leaky_relu_slope=0.2, augmentation="crop_flip_blur_color",
+        seed=2, lr_ratio="5:3:2", momentum=0.0,
+    ),
+    dict(
+        activation="sigmoid", augmentation="crop_flip_blur_color", seed=3, lr_ratio="5:4:1",
+        momentum=0.0,
+    ),
+    dict(activation="tanh", augmentation="none", seed=4),
+]  # fmt: skip
+SMOOTH = ("tanh", "sigmoid")
+# Rounding alone, 1 and 2 threads, 4 sets of seeds: at most 4e-5 (tanh, step 5). A member
+# given another's weights, activation, augmentation, lr or momentum, or BatchNorm statistics
+# pooled over members, is off by 1e-2 or more; another's BatchNorm affine by 4e-3. A weight
+# decay mix-up (1e-4) is below what fp32 can tell: the float64 test above catches it.
+STEP_RTOL = 1e-3
+
+
+def step_losses(result) -> list[float]:
+    """The losses of a one-step-per-epoch run's SGD steps, in order."""
+    return [m.train_loss for m in result.epochs]
+
+
+def test_packed_members_take_the_first_fp32_steps_of_their_separate_runs():
+    configs = [TrainConfig(**{**ONE_STEP_EPOCHS, **m, "epochs": FP32_STEPS}) for m in FP32_MEMBERS]
+    plain = [step_losses(train(c)) for c in configs]
+    packed = [step_losses(r) for r in train_packed(configs)]
+    for config, mine, theirs in zip(configs, packed, plain):
+        steps = FP32_STEPS if config.activation in SMOOTH else 2
+        assert len(mine) == len(theirs) == FP32_STEPS
+        assert mine[:steps] == pytest.approx(theirs[:steps], rel=STEP_RTOL, abs=0), (
+            config.activation, config.seed, mine, theirs,
+        )  # fmt: skip
 
 
 def test_pack_key_rejects_configs_that_cannot_share_a_pack(tiny_config):
