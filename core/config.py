@@ -72,6 +72,9 @@ class Settings(BaseSettings):
     # The web app's wait for a locked SQLite database, a PostgreSQL row lock or connection,
     # before a request answers 503 with Retry-After; workers keep core.db's 30 s.
     api_db_timeout: float = Field(5.0, gt=0, le=600, validation_alias=_env("API_DB_TIMEOUT"))
+    # A worker keeps training while the database is out of reach for up to this long, its
+    # epoch rows kept in memory and written in order when it is back; past it, it stops.
+    db_outage_grace: float = Field(120.0, gt=0, validation_alias=_env("DB_OUTAGE_GRACE"))
     # How often server-sent event streams look for new rows.
     events_poll_seconds: float = Field(0.25, gt=0, validation_alias=_env("EVENTS_POLL_SECONDS"))
 

@@ -22,7 +22,7 @@ from sqlalchemy import (
     create_engine,
     event,
 )
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
 from sqlalchemy.types import TypeDecorator
 
@@ -259,6 +259,18 @@ def _sqlite_pragmas(dbapi_connection, _record) -> None:
     cursor.close()
 
 
+# A PostgreSQL session paused inside a transaction (its worker stopped, swapped out) would
+# hold its row locks for as long as it sleeps: the server ends it after a minute, and a
+# statement waits at most 30 s for a lock, then fails and its caller retries.
+POSTGRES_SESSION = "-c idle_in_transaction_session_timeout=60000 -c lock_timeout=30000"
+
+
+def _postgres_connect_args(url: str) -> dict[str, str]:
+    # Options given in the URL come last, so they win over these defaults.
+    given = make_url(url).query.get("options", "")
+    return {"options": f"{POSTGRES_SESSION} {given}".strip()}
+
+
 def make_engine(url: str) -> Engine:
     if url.startswith("sqlite"):
         engine = create_engine(
@@ -269,6 +281,9 @@ def make_engine(url: str) -> Engine:
         # busy_timeout instead.
         event.listen(engine, "connect", _sqlite_pragmas)
         return engine
+    if url.startswith("postgresql"):
+        # pre_ping: a pooled connection the server closed (restart, outage) is replaced.
+        return create_engine(url, pool_pre_ping=True, connect_args=_postgres_connect_args(url))
     return create_engine(url, pool_pre_ping=True)
 
 

@@ -4,13 +4,13 @@ worker processes instead of mocks. Never set it in production.
 "hang:N" blocks the training thread after the run's Nth batch (counted from its first
 epoch, so a resumed run reaches it at the same place), the way a kernel stuck in native code
 does (the GIL released, the heartbeat thread still beating); "abort:N" calls abort() there,
-as a double free or a failed assertion in native code would; "pause:E" stops the whole
-process (SIGSTOP, as a laptop's sleep or a debugger does) right after epoch E is recorded
-and before its checkpoint is written, so that another worker takes the run over until a
-SIGCONT wakes it. A fault fires once per
-installation (a marker file in its home folder), so the run can be resumed afterwards and
-the next run trains normally; with ":always" ("abort:N:always") it fires in every attempt
-that reaches that batch, as a crash that resuming cannot heal does.
+as a double free or a failed assertion in native code would; "pause:N" stops the whole
+process (SIGSTOP, as a laptop's sleep or a debugger does) right before it publishes its Nth
+checkpoint of a run (epoch N's, for a fresh CPU run), so that another worker takes the run
+over until a SIGCONT wakes it at the very point where it used to overwrite the successor's.
+A fault fires once per installation (a marker file in its home folder), so the run can be
+resumed afterwards and the next run trains normally; with ":always" ("abort:N:always") it
+fires in every attempt that reaches that batch, as a crash that resuming cannot heal does.
 """
 
 from __future__ import annotations
@@ -24,8 +24,8 @@ from typing import NamedTuple
 
 
 class Fault(NamedTuple):
-    kind: str  # "hang" or "abort" (after a batch), "pause" (after an epoch)
-    after: int  # the run's batch, or epoch
+    kind: str  # "hang" or "abort" (after a batch), "pause" (before a checkpoint)
+    after: int  # the run's batch, or the process's checkpoint of the run
     always: bool
 
 
@@ -66,15 +66,15 @@ def injector(spec: str | None, home: Path) -> Callable[[int], None] | None:
     return maybe_fire
 
 
-def epoch_injector(spec: str | None, home: Path) -> Callable[[int], None] | None:
-    """A hook called with each recorded epoch that pauses this process after the given one
-    (once per installation); None when no pause is set."""
+def pause_injector(spec: str | None, home: Path) -> Callable[[int], None] | None:
+    """A hook called before each checkpoint is published, with its number, that pauses this
+    process before the given one (once per installation); None when no pause is set."""
     fault = parse(spec)
     if fault is None or fault.kind != "pause":
         return None
 
-    def maybe_pause(epoch: int) -> None:
-        if epoch == fault.after and _first_time(home / "test-fault-fired"):
+    def maybe_pause(number: int) -> None:
+        if number == fault.after and _first_time(home / "test-fault-fired"):
             os.kill(os.getpid(), signal.SIGSTOP)
 
     return maybe_pause

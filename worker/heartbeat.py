@@ -2,7 +2,9 @@
 and the stall watchdog.
 
 The training thread only touches `Watch` (a batch finished, should I stop?); this thread
-does the database work every `poll` seconds, so a slow database never slows a batch.
+does the database work every `poll` seconds, so a slow database never slows a batch. While
+the database is out of reach, its ticks back off, retry the epoch rows kept in memory
+(worker.epochs) before the heartbeat, and keep the run's log lines for the next try.
 """
 
 from __future__ import annotations
@@ -16,7 +18,10 @@ from collections import deque
 from collections.abc import Callable
 
 from core import lifecycle
+from core.config import get_settings
 from core.db import new_session, utcnow
+from worker.epochs import EpochWriter
+from worker.runlog import BUFFERED
 
 log = logging.getLogger(__name__)
 
@@ -79,6 +84,7 @@ class Heartbeat(threading.Thread):
         on_stall: Callable[[], None] | None = None,
         logs=None,
         poll: float = 1.0,
+        outage_grace: float | None = None,
     ):
         super().__init__(name=f"heartbeat-{min(owners)}", daemon=True)
         self.logs = logs  # a worker.runlog.RunLogHandler, written every tick
@@ -92,16 +98,36 @@ class Heartbeat(threading.Thread):
         self.superseded = {run_id: threading.Event() for run_id in owners}
         self.finished: set[int] = set()  # runs that left: no more heartbeats for them
         self._done = threading.Event()
+        # Log lines drained but not yet written, per run: kept through an outage.
+        self._unwritten: dict[int, deque] = {}
+        self._log_lock = threading.Lock()
+        # The epoch rows, in order; backing off up to one interval after a failed try, so
+        # that the first heartbeat after an outage lands long before HEARTBEAT_TIMEOUT.
+        grace = get_settings().db_outage_grace if outage_grace is None else outage_grace
+        self.epochs = EpochWriter(
+            grace,
+            runs=lambda: [run_id for run_id, _ in self._live()],
+            lose=self.lose,
+            after_write=self.flush_logs,
+            first_delay=min(0.5, interval),
+            max_delay=interval,
+        )
 
     def lose(self, run_id: int) -> None:
         """The run is no longer this worker's: stop it and never write to it again."""
         self.superseded[run_id].set()
         self.stop_requested[run_id].set()
+        self.epochs.forget(run_id)
 
     def run(self) -> None:
         last_beat = time.monotonic()
         while not self._done.wait(self.poll):
+            if not self.epochs.due():
+                continue  # backing off: the database did not answer the last try
             try:
+                self.epochs.retry()  # epochs kept through an outage first, in order
+                if not self.epochs.due():
+                    continue  # they could not be written: nor could the heartbeat
                 with new_session() as session:
                     if self._stalled(session):
                         return
@@ -114,16 +140,36 @@ class Heartbeat(threading.Thread):
                             self.stop_requested[run_id].set()
                     if beat:
                         last_beat = time.monotonic()
-                    self.flush_logs(session)
-            except Exception:  # a database hiccup must not kill the run; retry next tick
-                log.debug("heartbeat of runs %s failed; retrying", list(self.owners), exc_info=True)
+                    self.flush_logs(session, wait=False)
+                self.epochs.reached()
+            except Exception as exc:  # a database hiccup must not kill the run; retry
+                if not self.epochs.failed(exc):
+                    log.debug("heartbeat of runs %s failed; retrying", list(self.owners),
+                              exc_info=True)  # fmt: skip
                 continue
 
-    def flush_logs(self, session) -> None:
+    def flush_logs(self, session, wait: bool = True) -> None:
         """Writes the buffered log lines to the live runs now (each tick, and with each
-        epoch's row, so that a crash loses no line from before its epoch)."""
-        if self.logs is not None:
-            self.logs.write(session, [run_id for run_id, _ in self._live()])
+        epoch's row, so that a crash loses no line from before its epoch). A tick does not
+        wait while the training thread writes them."""
+        self._write_logs(session, [run_id for run_id, _ in self._live()], wait)
+
+    def _write_logs(self, session, run_ids: list[int], wait: bool = True) -> None:
+        if self.logs is None:
+            return
+        if not (self._log_lock.acquire(timeout=10) if wait else self._log_lock.acquire(False)):
+            return
+        try:
+            lines = self.logs.drain()
+            for run_id in run_ids:
+                self._unwritten.setdefault(run_id, deque(maxlen=BUFFERED)).extend(lines)
+            for run_id in run_ids:
+                kept = self._unwritten[run_id]
+                if kept:  # cleared once written: a failed write keeps them for the next try
+                    lifecycle.add_log_lines(session, run_id, list(kept))
+                    kept.clear()
+        finally:
+            self._log_lock.release()
 
     def _live(self) -> list[tuple[int, lifecycle.Owner]]:
         return [
@@ -144,8 +190,7 @@ class Heartbeat(threading.Thread):
         log.error("runs %s %s; giving up and replacing this worker process", live, message)
         for run_id, owner in live:
             lifecycle.fail(session, run_id, message, owner)
-        if self.logs is not None:
-            self.logs.write(session, [run_id for run_id, _ in live])
+        self._write_logs(session, [run_id for run_id, _ in live])
         self.on_stall()
         return True
 
@@ -155,7 +200,7 @@ class Heartbeat(threading.Thread):
         if self.logs is not None:  # the last lines, written by whoever is left
             try:
                 with new_session() as session:
-                    self.logs.write(session, list(self.owners))
+                    self._write_logs(session, list(self.owners))
             except Exception:
                 log.debug("could not write the last log lines", exc_info=True)
 

@@ -6,6 +6,10 @@ worker wins) and sends their task; whoever takes it resumes from the last checkp
 the same pass it rings again for queued runs whose message the broker lost (core.doorbell). On
 the same beat it reports itself in the workers table (worker.telemetry) and deletes
 workers not seen for WORKER_RETENTION.
+
+After a pass that could not reach the database (or waited for its write lock), none takes a
+run over for HEARTBEAT_TIMEOUT: the run's own worker, which could not write either, lands
+its first heartbeat well within that, and the run carries on as the same attempt.
 """
 
 from __future__ import annotations
@@ -18,15 +22,18 @@ from sqlalchemy import or_
 from core import doorbell, lifecycle
 from core.config import get_settings
 from core.db import Run, RunStatus, new_session
+from core.outages import Settle, disk_full, is_outage
 from core.queue import queue_depth, ring
 from worker.telemetry import Telemetry
 
 log = logging.getLogger(__name__)
 
 
-def recover_once() -> list[int]:
+def recover_once(settle: Settle | None = None) -> list[int]:
     settings = get_settings()
     with new_session() as session:
+        if settle is not None and not settle.ready(session):
+            return []
         candidates = lifecycle.orphans(session, settings.heartbeat_timeout, settings.max_attempts)
         stale = or_(
             Run.status == RunStatus.lost.value, lifecycle.silent(settings.heartbeat_timeout)
@@ -56,16 +63,33 @@ class RecoveryLoop(threading.Thread):
 
         settings = get_settings()
         telemetry = Telemetry()
+        settle = Settle(
+            settings.heartbeat_timeout, max(1.0, settings.heartbeat_interval), "taken over"
+        )
         while True:
-            try:
-                with new_session() as session:
-                    lifecycle.worker_seen(session, worker_name(), telemetry.report())
-                    lifecycle.prune_workers(session, settings.worker_retention)
-                recover_once()
-            except Exception:
-                log.exception("recovery pass failed; trying again later")
+            self._attempt(settle, recover_once, settle)
+            self._attempt(settle, self._report, settle, worker_name(), telemetry, settings)
             if self._done.wait(self.interval):
                 return
+
+    @staticmethod
+    def _report(settle: Settle, name: str, telemetry: Telemetry, settings) -> None:
+        report = telemetry.report()
+        started = settle.clock()
+        with new_session() as session:
+            lifecycle.worker_seen(session, name, report)
+            lifecycle.prune_workers(session, settings.worker_retention)
+        settle.waited(started)  # a wait for the lock here counts too
+
+    @staticmethod
+    def _attempt(settle: Settle, step, *args) -> None:
+        try:
+            step(*args)
+        except Exception as exc:
+            if is_outage(exc) or disk_full(exc):
+                settle.failed()
+            else:
+                log.exception("recovery pass failed; trying again later")
 
     def close(self) -> None:
         self._done.set()

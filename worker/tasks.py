@@ -27,6 +27,7 @@ from trainer.config import TrainConfig, pack_key
 from trainer.results import EpochMetrics, RunResult
 from worker import faults
 from worker.celery_app import TRAIN_TASK, celery_app
+from worker.epochs import EpochsNotRecorded, database_problem, give_up
 from worker.heartbeat import Heartbeat, Watch
 from worker.runlog import RunLogHandler
 
@@ -72,37 +73,57 @@ class StopCheck:
     """A run's should_stop: cancel, takeover or shutdown, read from flags the heartbeat
     thread sets. After a gap long enough for another worker to have taken the run over (this
     process was stopped, or swapped out), ownership is checked in the database before the
-    trainer goes on, so a woken worker never writes a checkpoint over the new owner's."""
+    trainer goes on, so a woken worker never writes a checkpoint over the new owner's.
+    While the database is out of reach that check is skipped (the checkpoint fence and the
+    next heartbeat still catch a takeover), and once the epochs cannot be recorded any more
+    (worker.epochs) it raises the reason, which stops training."""
 
-    def __init__(self, member: Member, beat: Heartbeat, verify_after: float):
+    def __init__(self, member: Member, beat: Heartbeat, verify_after: float, pause=None):
         self.member = member
         self.beat = beat
         self.verify_after = verify_after
         self.last_call: float | None = None
+        self.pause = pause  # test only: worker.faults' "pause:N"
+        self.publishing = 0  # checkpoints this process has come to publish for the run
 
     def __call__(self) -> bool:
         self.beat.watch.training_started()
+        self.beat.epochs.check()
         run_id = self.member.run_id
         now = time.monotonic()
         if self.last_call is not None and now - self.last_call > self.verify_after:
-            with new_session() as session:
-                if not lifecycle.owns(session, run_id, self.member.owner):
-                    self.beat.lose(run_id)
+            self._verify(run_id)
         self.last_call = now
         return self.beat.stop_requested[run_id].is_set() or shutting_down.is_set()
+
+    def _verify(self, run_id: int) -> None:
+        try:
+            with new_session() as session:
+                owned = lifecycle.owns(session, run_id, self.member.owner)
+        except Exception as exc:
+            if database_problem(exc) is None:
+                raise
+            log.info("run %s: ownership not checked (database unreachable); going on", run_id)
+            return  # no news: keep going
+        if not owned:
+            self.beat.lose(run_id)
 
     def may_publish(self) -> bool:
         """The fence of every checkpoint write: asked in the database right before the file
         is published, so that a worker that lost the run (paused, then woken) writes none."""
         run_id = self.member.run_id
+        self.publishing += 1
+        if self.pause is not None:
+            self.pause(self.publishing)
         owned = not self.beat.superseded[run_id].is_set()
         if owned:
             try:
                 with new_session() as session:
                     owned = lifecycle.owns(session, run_id, self.member.owner)
-            except Exception:  # unverifiable: keep the last checkpoint rather than risk it
+            except Exception as exc:  # unverifiable: keep the last checkpoint, not risk it
                 log.warning("run %s: ownership unknown (database unreachable); checkpoint "
-                            "not published", run_id, exc_info=True)  # fmt: skip
+                            "not published", run_id,
+                            exc_info=database_problem(exc) is None)  # fmt: skip
                 return False
         if not owned:
             log.warning("run %s was taken over; this worker publishes no checkpoint", run_id)
@@ -153,9 +174,9 @@ def _train_members(members, pack, settings, store: Store, watch: Watch, beat: He
     )
     breadcrumb.start([(m.run_id, m.owner.worker, m.owner.attempt) for m in members])
     beat.start()
-    checks = [StopCheck(m, beat, verify_after=settings.heartbeat_timeout / 2) for m in members]
+    pause = faults.pause_injector(settings.test_fault, settings.home_dir)
+    checks = [StopCheck(m, beat, settings.heartbeat_timeout / 2, pause) for m in members]
     inject = faults.injector(settings.test_fault, settings.home_dir)
-    pause = faults.epoch_injector(settings.test_fault, settings.home_dir)
 
     def on_batch(epoch: int, batch: int, batches: int) -> None:
         watch.batch_done()
@@ -170,12 +191,9 @@ def _train_members(members, pack, settings, store: Store, watch: Watch, beat: He
             member.run_id, metrics.epoch, member.config.epochs, metrics.test_acc,
             metrics.train_loss, metrics.images_per_second,
         )  # fmt: skip
-        with new_session() as session:
-            if not lifecycle.record_epoch(session, member.run_id, metrics, member.owner):
-                beat.lose(member.run_id)
-            beat.flush_logs(session)
-        if pause is not None:
-            pause(metrics.epoch)
+        # Recorded now, with the log lines so far; kept in memory while the database is out
+        # of reach (worker.epochs), and training goes on.
+        beat.epochs.add(member.run_id, member.owner, metrics)
 
     def on_checkpoint(i: int, path: Path) -> None:
         # Published before the next epoch: a successor on another host resumes from it.
@@ -204,6 +222,9 @@ def _train_members(members, pack, settings, store: Store, watch: Watch, beat: He
             m.checkpoint_dir = store.pull(m.run_id)
         publish = on_checkpoint if store.remote else None
         results = _train(members, settings, checks, on_batch, on_epoch, on_leave, publish)
+    except EpochsNotRecorded as exc:  # out of reach past DB_OUTAGE_GRACE, or its disk full
+        give_up(exc, [(m.run_id, m.owner) for m in members])
+        return "stopped"
     except CheckpointWriteError as exc:
         log.error("runs %s: %s", [m.run_id for m in members], exc)
         message = (
@@ -215,6 +236,10 @@ def _train_members(members, pack, settings, store: Store, watch: Watch, beat: He
                 lifecycle.fail(session, m.run_id, message, m.owner)
         return "failed"
     except Exception as exc:
+        if database_problem(exc) is not None:  # marking them failed would fail too
+            log.exception("runs %s stopped: the database cannot be written; a worker resumes "
+                          "them once it can", [m.run_id for m in members])  # fmt: skip
+            return "stopped"
         log.exception("runs %s failed", [m.run_id for m in members])
         message = f"{type(exc).__name__}: {exc}\n\n{traceback.format_exc(limit=8)}"
         with new_session() as session:
@@ -304,6 +329,11 @@ def _train(members, settings, checks, on_batch, on_epoch, on_leave, publish) -> 
 
 def _record_outcome(member: Member, result: RunResult, beat: Heartbeat, pack: str | None) -> str:
     run_id, owner = member.run_id, member.owner
+    try:
+        beat.epochs.drain(run_id)  # the epochs an outage kept in memory come first
+    except EpochsNotRecorded as exc:
+        give_up(exc, [(run_id, owner)])
+        return "stopped"
     if pack is not None:
         result.environment["pack"] = pack
     if beat.superseded[run_id].is_set():

@@ -135,12 +135,16 @@ def test_a_worker_woken_after_a_takeover_at_the_epoch_boundary_writes_no_checkpo
     redis.Redis.from_url(redis_url).flushdb()
     service = make_service(redis_url)
     run_id = submit(service.client, **{**TINY, "epochs": 6})
-    # The first worker stops itself (SIGSTOP) right after epoch 2 is recorded, before its
-    # checkpoint is written: the boundary a woken worker used to save over its successor.
+    # The first worker stops itself (SIGSTOP) right before it publishes epoch 2's checkpoint:
+    # the moment a woken worker used to rename its file over its successor's.
     paused = service.start_worker("paused@test", RESNET_LAB_TEST_FAULT="pause:2")
-    first = wait_for(lambda: (r := service.run(run_id))["epochs_done"] == 2 and r, 120, "epoch 2")
+    first = wait_for(
+        lambda: (r := service.run(run_id))["epochs_done"] == 1 and r["worker"] and r,
+        120,
+        "epoch 1",
+    )
     sleeper = int(first["worker"].rsplit(":", 1)[1])
-    wait_for(lambda: psutil.Process(sleeper).status() == psutil.STATUS_STOPPED, 30, "the pause")
+    wait_for(lambda: psutil.Process(sleeper).status() == psutil.STATUS_STOPPED, 60, "the pause")
     service.start_worker("successor@test")
     wait_for(
         lambda: (
