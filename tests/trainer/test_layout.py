@@ -8,8 +8,11 @@ the shape it died on, instead of taking the suite down."""
 
 from __future__ import annotations
 
+import queue
 import subprocess
 import sys
+import tempfile
+import threading
 
 import pytest
 import torch
@@ -63,30 +66,49 @@ print("ok")
 """
 
 
+# A shape takes well under a second; one that has not finished in this long is a hang (the
+# deadline is per shape, so a loaded machine that runs every shape slowly still passes).
+SHAPE_DEADLINE = 120
+
+
+def run_probe(threads: int) -> tuple[int | None, list[str], str]:
+    """(exit code, or None when a shape hung; the lines printed; the end of stderr)."""
+    args = [str(threads), ",".join(map(str, WIDTHS)), ",".join(map(str, BATCHES))]
+    with tempfile.TemporaryFile("w+") as stderr:
+        proc = subprocess.Popen(
+            [sys.executable, "-c", PROBE, *args], stdout=subprocess.PIPE, stderr=stderr, text=True
+        )
+        lines: queue.Queue[str | None] = queue.Queue()
+
+        def read() -> None:
+            for line in proc.stdout:
+                lines.put(line.strip())
+            lines.put(None)
+
+        threading.Thread(target=read, daemon=True).start()
+        printed: list[str] = []
+        try:
+            while (line := lines.get(timeout=SHAPE_DEADLINE)) is not None:
+                printed.append(line)
+        except queue.Empty:
+            proc.kill()
+            proc.wait()
+            return None, printed, ""
+        code = proc.wait()
+        stderr.seek(0)
+        return code, printed, stderr.read()[-2000:]
+
+
 @pytest.mark.parametrize("threads", [1, 2])
 def test_chosen_cpu_layout_trains_every_shape(threads):
     _, reason = choose_layout(torch.device("cpu"))
-    try:
-        result = subprocess.run(
-            [
-                sys.executable,
-                "-c",
-                PROBE,
-                str(threads),
-                ",".join(map(str, WIDTHS)),
-                ",".join(map(str, BATCHES)),
-            ],  # fmt: skip
-            capture_output=True,
-            text=True,
-            timeout=240,  # seconds of work at most; a hang is caught, never waited out
-        )
-    except subprocess.TimeoutExpired as exc:
-        last = (exc.stdout or b"").decode(errors="replace").strip().splitlines()[-1:]
-        pytest.fail(f"the layout chosen for this CPU ({reason}) hung at {last}")
-    shapes = result.stdout.strip().splitlines()
-    assert result.returncode == 0 and shapes[-1:] == ["ok"], (
-        f"the layout chosen for this CPU ({reason}) crashed at {shapes[-1:]} "
-        f"(rc {result.returncode}): {result.stderr[-2000:]}"
+    code, shapes, stderr = run_probe(threads)
+    assert code is not None, (
+        f"the layout chosen for this CPU ({reason}) hung after {shapes[-1:]}: no shape "
+        f"finished in {SHAPE_DEADLINE} s"
+    )
+    assert code == 0 and shapes[-1:] == ["ok"], (
+        f"the layout chosen for this CPU ({reason}) crashed at {shapes[-1:]} (rc {code}): {stderr}"
     )
     # Every shape was trained, in both number formats.
     assert len(shapes) - 1 == 2 * len(WIDTHS) * 2 * len(BATCHES)
