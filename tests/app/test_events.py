@@ -16,7 +16,7 @@ from sqlalchemy import event, update
 from app.hub import EventHub
 from core import lifecycle
 from core.db import Run, RunStatus, get_engine, new_session
-from tests.conftest import SQLITE_ONLY, TINY, epoch_row, free_port, record_epochs, wait_for
+from tests.conftest import TINY, epoch_row, free_port, record_epochs, wait_for
 from trainer.config import TrainConfig
 
 pytestmark = pytest.mark.timeout(120)  # a stream that never ends fails here, not at 300 s
@@ -77,7 +77,6 @@ def after_first_delivery(hub: EventHub, subscribers: int) -> None:
 # ------------------------------------------------------------------ through the API
 
 
-@SQLITE_ONLY
 def test_missing_run_or_sweep_is_a_plain_404_before_any_stream(service):
     for url in ("/api/runs/424242/events", "/api/sweeps/424242/events"):
         response = service.client.get(url)
@@ -87,7 +86,6 @@ def test_missing_run_or_sweep_is_a_plain_404_before_any_stream(service):
     assert hub_of(service.client).subscribers == 0
 
 
-@SQLITE_ONLY
 def test_run_stream_sends_stored_epochs_after_after_epoch_then_status_then_end(service):
     run_id = service.client.post("/api/runs", json=TINY).json()["id"]
     owner = record_epochs(run_id, epoch_row(1), epoch_row(2), epoch_row(3))
@@ -180,7 +178,6 @@ def next_event(lines, name: str) -> dict:
     raise AssertionError(f"stream ended before an {name!r} event")
 
 
-@SQLITE_ONLY
 def test_forty_open_streams_hold_no_database_connection_and_lists_still_answer(service):
     """More streams than the pool has connections (20 + 10): each used to hold one."""
     from app.main import create_app
