@@ -3,6 +3,7 @@ WORKDIR /srv/resnet-lab
 COPY pyproject.toml README.md ./
 COPY app app
 COPY core core
+COPY resnet_lab resnet_lab
 COPY worker worker
 COPY trainer trainer
 COPY templates templates

@@ -364,14 +364,16 @@ class Service:
         return "\n".join(out)
 
     def close(self) -> None:
-        for proc in self.workers:
-            if proc.poll() is None:
-                try:
-                    os.killpg(proc.pid, signal.SIGTERM)
-                    proc.wait(timeout=20)
-                except (subprocess.TimeoutExpired, ProcessLookupError):
-                    os.killpg(proc.pid, signal.SIGKILL)
-                    proc.wait()
+        """Every worker and its children, killed at once: a graceful stop is what some tests
+        test (test_sigterm_..., the grace-period tests), not what every teardown waits for."""
+        live = [proc for proc in self.workers if proc.poll() is None]
+        for proc in live:
+            try:
+                os.killpg(proc.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        for proc in live:
+            proc.wait(timeout=30)
 
 
 def _configure_process(monkeypatch, env: dict[str, str]) -> None:

@@ -23,7 +23,16 @@ import pytest
 from tests.conftest import ROOT, TINY, free_port, wait_for
 
 # What `pip install .` reads from the repository.
-SOURCES = ("pyproject.toml", "README.md", "app", "core", "trainer", "worker", "templates")
+SOURCES = (
+    "pyproject.toml",
+    "README.md",
+    "app",
+    "core",
+    "resnet_lab",
+    "trainer",
+    "worker",
+    "templates",
+)
 # Folders whose every file the dashboard needs at run time, and where the wheel puts them.
 DATA_FOLDERS = {"app/static": "app/static", "app/data": "app/data", "templates": "app/templates"}
 
