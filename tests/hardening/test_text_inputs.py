@@ -52,7 +52,7 @@ PROPERTY = settings(
     # One installation per test, shared by its examples on purpose (see test_schema_fuzz).
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
-WRITES = settings(PROPERTY, max_examples=150)
+WRITES = settings(PROPERTY, max_examples=60)
 
 
 @pytest.fixture

@@ -13,7 +13,7 @@ import httpx
 import psutil
 import pytest
 
-from tests.conftest import ROOT, TINY, free_port, http_ok, service_env, wait_for
+from tests.conftest import ROOT, SQLITE_ONLY, TINY, free_port, http_ok, service_env, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -198,6 +198,8 @@ def test_worker_stops_within_its_grace_period_even_when_training_is_stuck(make_s
     assert_all_gone(children)
 
 
+# SQLite only: the takeover's compare-and-set on PostgreSQL is test_service.py's SIGKILL test.
+@SQLITE_ONLY
 def test_a_woken_superseded_worker_cannot_touch_the_run_its_successor_owns(service):
     run_id = submit(service.client, **{**TINY, "epochs": 8, "width": 8, "train_limit": 1024})
     first = service.start_worker("first@test")
