@@ -88,6 +88,19 @@ def wait_for(predicate: Callable[[], object], timeout: float, what: str, every: 
         time.sleep(every)
 
 
+def stop_process_group(proc: subprocess.Popen, grace: float = 30) -> None:
+    """SIGTERM to a process started with start_new_session, SIGKILL to its group if it is
+    still there after `grace` seconds: a bounded stop that leaves nothing behind."""
+    if proc.poll() is not None:
+        return
+    os.killpg(proc.pid, signal.SIGTERM)
+    try:
+        proc.wait(timeout=grace)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+
+
 class RedisServer:
     """A Redis process on loopback; persistent: every write on disk (appendfsync always),
     else nothing is (a restart comes back empty, as Redis's defaults can)."""

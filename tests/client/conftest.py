@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import signal
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -12,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import ROOT, free_port, http_ok, service_env, wait_for
+from tests.conftest import ROOT, free_port, http_ok, service_env, stop_process_group, wait_for
 
 TOKEN = "client-test-token"
 
@@ -50,9 +48,4 @@ def served(tmp_path_factory) -> Iterator[Served]:
         wait_for(lambda: http_ok(f"{server.url}/healthz"), 60, "serve to answer /healthz")
         yield server
     finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
+        stop_process_group(proc)
