@@ -245,7 +245,7 @@ anything = st.dictionaries(
 
 
 @pytest.mark.parametrize("model", [TrainConfig, TrainConfigIn], ids=["trainer", "api"])
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=60, deadline=None)
 @given(data=anything)
 def test_config_model_accepts_only_values_in_their_declared_range(model, data):
     specs = field_specs(model)
@@ -258,7 +258,7 @@ def test_config_model_accepts_only_values_in_their_declared_range(model, data):
     _assert_accepted_in_range(config, specs)
 
 
-@settings(max_examples=100, deadline=None)
+@settings(max_examples=60, deadline=None)
 @given(case=broken_configs(TRAINER_SPECS, wrong_types=False))
 def test_trainer_config_refuses_out_of_range_and_unknown_fields_naming_each(case):
     body, broken = case
@@ -267,7 +267,7 @@ def test_trainer_config_refuses_out_of_range_and_unknown_fields_naming_each(case
     assert broken <= _named(refused.value.errors()), refused.value.errors()
 
 
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=60, deadline=None)
 @given(case=broken_configs(API_SPECS, wrong_types=True))
 def test_api_config_refuses_wrong_types_too_naming_each_field(case):
     body, broken = case
@@ -276,7 +276,7 @@ def test_api_config_refuses_wrong_types_too_naming_each_field(case):
     assert broken <= _named(refused.value.errors()), refused.value.errors()
 
 
-@settings(max_examples=100, deadline=None)
+@settings(max_examples=60, deadline=None)
 @given(config=valid_configs(API_SPECS))
 def test_every_config_within_the_declared_ranges_is_accepted(config):
     # API_SPECS: the trainer's ranges, with the API's own bound on train_limit and test_limit.

@@ -25,7 +25,7 @@ from app.main import create_app
 from tests.conftest import TINY, record_epochs
 from trainer.results import EpochMetrics
 
-FUZZ_EXAMPLES = 50
+FUZZ_EXAMPLES = 40
 
 CHECKS = [
     not_a_server_error,  # no 5xx, whatever the input

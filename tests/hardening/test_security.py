@@ -366,7 +366,7 @@ def test_pages_set_the_csrf_cookie_readable_by_scripts_but_same_site_strict(lock
 # ------------------------------------------------------------------ paths
 
 
-@settings(max_examples=100, deadline=None)
+@settings(max_examples=60, deadline=None)
 @given(
     run_id=st.one_of(
         st.integers(),

@@ -47,12 +47,12 @@ NASTY = ["²", "#²", "٣", "#٣", "١٢", "𑽑", "1²", "x²", "\x00", "a\x00b
          "\u200fabc", "\u202e1", "width=٣", "lr_ratio=٣:1:1", "٣:1:1", "1, 2", "", " "]  # fmt: skip
 
 PROPERTY = settings(
-    max_examples=40,
+    max_examples=25,
     deadline=None,
     # One installation per test, shared by its examples on purpose (see test_schema_fuzz).
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
-WRITES = settings(PROPERTY, max_examples=60)
+WRITES = settings(PROPERTY, max_examples=40)
 
 
 @pytest.fixture
