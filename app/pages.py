@@ -8,6 +8,7 @@ module touches the database, and nothing imports torch.
 from __future__ import annotations
 
 import gzip
+import hashlib
 import mimetypes
 from functools import lru_cache
 from importlib import metadata, resources
@@ -19,6 +20,7 @@ from fastapi import APIRouter, HTTPException, Request
 from fastapi.responses import HTMLResponse, Response
 from fastapi.templating import Jinja2Templates
 
+from app.assets import IMMUTABLE, REVALIDATE, assets, etag_matches
 from app.schemas import TrainConfigIn
 from app.text import ascii_id
 from trainer.config import ACTIVATIONS, AUGMENTATIONS, REPORT_GRID, REPORT_LR_RATIOS
@@ -33,6 +35,10 @@ DOCS_VERSION = metadata.version("fastapi-offline")
 
 templates = Jinja2Templates(directory=TEMPLATES_DIR)
 templates.env.autoescape = True  # every template, whatever its file name
+# {{ static_url("css/app.css") }}: a versioned URL; {{ module("js/pages/runs.js") }}: a page's
+# entry module with modulepreload links for its imports (app.assets).
+templates.env.globals["static_url"] = assets.url
+templates.env.globals["module"] = assets.module
 
 router = APIRouter(include_in_schema=False)
 
@@ -154,32 +160,45 @@ def _vendor_sources() -> dict[str, Any]:
 
 
 @lru_cache(maxsize=8)
-def _vendor_file(name: str) -> tuple[bytes, bytes]:
-    """A vendored file, raw and gzipped (read and packed once; they are megabytes)."""
+def _vendor_file(name: str) -> tuple[bytes, bytes, str]:
+    """A vendored file, raw and gzipped, and its ETag (read and packed once; they are
+    megabytes)."""
     raw = _vendor_sources()[name].read_bytes()
-    return raw, gzip.compress(raw, compresslevel=6, mtime=0)
+    etag = f'"{hashlib.sha256(raw).hexdigest()[:32]}"'
+    return raw, gzip.compress(raw, compresslevel=6, mtime=0), etag
 
 
-@router.get("/static/vendor/{name}")
-def vendor_file(name: str, request: Request) -> Response:
-    if name not in _vendor_sources():
-        raise HTTPException(status_code=404, detail="Not found")
-    raw, packed = _vendor_file(name)
-    media_type = _STATIC_TYPES[Path(name).suffix]
-    headers = {
-        # The URLs carry ?v=<package version>, so a long cache is safe.
-        "Cache-Control": "public, max-age=604800",
-        "Vary": "Accept-Encoding",
-    }
-    if "gzip" in request.headers.get("accept-encoding", ""):
+def _vendor_version(name: str) -> str:
+    return PLOTLY_VERSION if name == "plotly.min.js" else DOCS_VERSION
+
+
+def _cached(
+    request: Request, raw: bytes, packed: bytes | None, media_type: str, etag: str, cache: str
+) -> Response:
+    """The file, gzipped where the client takes it, or 304 when the client's copy (its
+    If-None-Match) is this one."""
+    headers = {"Cache-Control": cache, "ETag": etag, "Vary": "Accept-Encoding"}
+    if etag_matches(request.headers.get("if-none-match"), etag):
+        return Response(status_code=304, headers=headers)
+    if packed is not None and "gzip" in request.headers.get("accept-encoding", ""):
         headers["Content-Encoding"] = "gzip"
         return Response(packed, media_type=media_type, headers=headers)
     return Response(raw, media_type=media_type, headers=headers)
 
 
-@router.get("/static/{path:path}")
-def static_file(path: str) -> Response:
-    """Files under app/static; anything that resolves outside it, or names no file the
+@router.get("/static/vendor/{name}")
+def vendor_file(name: str, request: Request, v: str | None = None) -> Response:
+    """Plotly, Swagger UI, ReDoc. Asked for with ?v=<the package's version> (as the pages
+    do), the file is immutable; otherwise revalidated by its ETag."""
+    if name not in _vendor_sources():
+        raise HTTPException(status_code=404, detail="Not found")
+    raw, packed, etag = _vendor_file(name)
+    cache = IMMUTABLE if v == _vendor_version(name) else REVALIDATE
+    return _cached(request, raw, packed, _STATIC_TYPES[Path(name).suffix], etag, cache)
+
+
+def _static_target(path: str) -> Path:
+    """The file under app/static; anything that resolves outside it, or names no file the
     system could open (a NUL, a name too long), is a 404."""
     base = STATIC_DIR.resolve()
     try:
@@ -189,10 +208,34 @@ def static_file(path: str) -> Response:
         found = False
     if not found:
         raise HTTPException(status_code=404, detail="Not found")
+    return target
+
+
+def _static_response(request: Request, path: str, immutable: bool) -> Response:
+    target = _static_target(path)
+    tree = assets.tree()
+    name = target.relative_to(STATIC_DIR.resolve()).as_posix()
+    raw = target.read_bytes()
+    digest = hashlib.sha256(raw).hexdigest()
+    if tree.digests.get(name) != digest:
+        immutable = False  # changed since the tree was hashed: its URL names other bytes
     media_type = _STATIC_TYPES.get(target.suffix) or (
         mimetypes.guess_type(target.name)[0] or "application/octet-stream"
     )
-    # Small files: revalidate each time so an edited script is picked up at once.
-    return Response(
-        target.read_bytes(), media_type=media_type, headers={"Cache-Control": "no-cache"}
-    )
+    packed = assets.gzipped(target.suffix, digest, raw)
+    cache = IMMUTABLE if immutable else REVALIDATE
+    return _cached(request, raw, packed, media_type, f'"{digest[:32]}"', cache)
+
+
+@router.get("/static/v/{version}/{path:path}")
+def versioned_static_file(version: str, path: str, request: Request) -> Response:
+    """A file under app/static at the version the pages name (app.assets): immutable. An
+    older version (a page loaded before the files changed) gets today's file, revalidated."""
+    return _static_response(request, path, immutable=version == assets.tree().version)
+
+
+@router.get("/static/{path:path}")
+def static_file(path: str, request: Request) -> Response:
+    """A file under app/static without a version: revalidated by its ETag (a 304 while it
+    is unchanged)."""
+    return _static_response(request, path, immutable=False)

@@ -117,7 +117,7 @@ def test_page_loads_nothing_from_other_hosts(client, path):
 def test_every_script_and_stylesheet_of_a_page_is_served(client, path):
     links = parse(client.get(path).text)
     assets = [u for u in links.urls if u.startswith("/static/")]
-    assert "/static/css/app.css" in assets
+    assert any(re.fullmatch(r"/static/v/[0-9a-f]+/css/app\.css", u) for u in assets), assets
     for url in assets:
         response = client.get(url)
         assert response.status_code == 200, url
@@ -205,11 +205,12 @@ def test_api_docs_pages_load_their_files_from_the_app(client, path, vendor):
 
 def test_plotly_js_is_the_installed_packages_file_with_a_js_content_type(client):
     expected = (resources.files("plotly") / "package_data" / "plotly.min.js").read_bytes()
-    response = client.get("/static/vendor/plotly.min.js", headers={"Accept-Encoding": "identity"})
+    url = f"/static/vendor/plotly.min.js?v={pages.PLOTLY_VERSION}"  # as the pages ask for it
+    response = client.get(url, headers={"Accept-Encoding": "identity"})
     assert response.status_code == 200
     assert response.headers["content-type"].startswith("text/javascript")
     assert response.content == expected
-    assert "max-age" in response.headers["cache-control"]
+    assert "immutable" in response.headers["cache-control"]
 
 
 def test_plotly_js_is_gzipped_for_clients_that_accept_it(client):
