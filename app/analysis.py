@@ -47,8 +47,8 @@ CI_METHOD = (
 
 
 def sweep_runs(session: Session, sweep_id: int, metric: MetricName) -> list[dict[str, Any]]:
-    """Every run of the sweep: id, config, status, error, train_seconds and `value`, the
-    metric (None unless the run succeeded and has it)."""
+    """Every run of the sweep: id, config, status, error, train_seconds, worker, environment
+    and `value`, the metric (None unless the run succeeded and has it)."""
     runs = [
         {
             "id": run.id,
@@ -56,6 +56,8 @@ def sweep_runs(session: Session, sweep_id: int, metric: MetricName) -> list[dict
             "status": RunStatus(run.status).value,
             "error": run.error,
             "train_seconds": run.train_seconds,
+            "worker": run.worker,
+            "environment": run.environment,
             "value": getattr(run, metric) if metric in ACCURACIES else None,
         }
         for run in session.scalars(select(Run).where(Run.sweep_id == sweep_id).order_by(Run.id))
@@ -192,6 +194,7 @@ def fit(runs: Sequence[dict[str, Any]], grid: dict[str, list[Any]]) -> dict[str,
     if not all(math.isfinite(x) for x in table["sum_sq"]):
         return {**empty, "note": "The model could not be estimated from these runs"}
     ss_res, df_res = float(result.ssr), int(round(result.df_resid))
+    ss_total = float(result.centered_tss)
     names = _term_names(factors)
     rows = []
     for term, row in table.iterrows():
@@ -207,6 +210,7 @@ def fit(runs: Sequence[dict[str, Any]], grid: dict[str, list[Any]]) -> dict[str,
                 "F": _finite(row["F"]),
                 "p": _finite(row["PR(>F)"]),
                 "partial_eta_sq": ss / (ss + ss_res) if ss + ss_res > 0 else None,
+                "eta_sq": ss / ss_total if ss_total > 0 else None,
             }
         )
     ms = ss_res / df_res
@@ -436,144 +440,3 @@ def analyse(sweep: Sweep, runs: list[dict], metric: str, reference: dict | None)
         "interactions": interactions(runs, sweep.grid, metric),
         "note": fitted["note"],
     }
-
-
-# ---------------------------------------------------------------- the study report
-
-
-def _md(value: Any, limit: int = 200) -> str:
-    """Text as one Markdown table cell or list item: no line breaks, pipes escaped."""
-    text = " ".join(str(value).split())[:limit]
-    return text.replace("\\", "\\\\").replace("|", "\\|")
-
-
-def _num(x: float | None, metric: str) -> str:
-    if x is None:
-        return "—"
-    return f"{x * 100:.2f} %" if metric in ACCURACIES else f"{x:.4f}"
-
-
-def _p(p: float | None) -> str:
-    return "—" if p is None else ("p < 0.001" if p < 0.001 else f"p = {p:.3f}")
-
-
-def finding(row: dict[str, Any], per_cell: int) -> str:
-    """One sentence about one ANOVA term that says no more than its numbers do."""
-    name = " × ".join(row["factors"])
-    eta, f = row["partial_eta_sq"], row["F"]
-    stats_text = f"F = {f:.2f}, {_p(row['p'])}" if f is not None else _p(row["p"])
-    if row["p"] is not None and row["p"] < 0.05:
-        if eta is None:
-            return f"{name}: an effect, {stats_text}."
-        return (
-            f"{name}: an effect (partial η² {eta:.2f}: {eta * 100:.0f} % of the variance the "
-            f"other terms leave), {stats_text}."
-        )
-    return f"{name}: no detectable effect at n = {per_cell} seeds per cell, {stats_text}."
-
-
-def _cells_table(runs: Sequence[dict[str, Any]], grid: dict[str, list[Any]], metric: str):
-    factors = varying(grid)
-    bounds = ACCURACY_BOUNDS if metric in ACCURACIES else None
-    lines = ["| " + " | ".join([*factors, "n", "mean ± std"]) + " |"]
-    lines.append("|" + "---|" * (len(factors) + 2))
-    for key in itertools.product(*(grid[f] for f in factors)):
-        values = [
-            r["value"]
-            for r in runs
-            if r["value"] is not None and all(r["config"].get(f) == v for f, v in zip(factors, key))
-        ]
-        d = describe(values, bounds)
-        spread = f" ± {_num(d['std'], metric)}" if d["std"] is not None else ""
-        lines.append(
-            "| "
-            + " | ".join([*map(_md, key), str(d["n"]), _num(d["mean"], metric) + spread])
-            + " |"
-        )
-    return lines
-
-
-def report(
-    sweep: Sweep,
-    runs: list[dict],
-    metric: str,
-    reference: dict | None,
-    fitted: dict[str, Any],
-    power: dict[str, Any],
-) -> str:
-    """The study as Markdown: question, settings, cells, ANOVA, effects, seeds, failures."""
-    factors = varying(sweep.grid)
-    name = METRIC_NAMES[metric]
-    finished = sum(r["value"] is not None for r in runs)
-    lines = [f"# Grid #{sweep.id}: {_md(sweep.name)}", "", "## Question", ""]
-    lines.append(
-        f"Does {' or '.join(factors) or 'any factor'} change the {name}? "
-        f"{finished} of {len(runs)} runs finished with a value; seeds are the replicates."
-    )
-    lines += ["", "## Fixed settings", "", "| setting | value |", "|---|---|"]
-    lines += [f"| {_md(k)} | {_md(v)} |" for k, v in sorted(sweep.base.items())]
-    lines += ["", "## Factors", ""]
-    lines += [f"- {f}: {', '.join(_md(v) for v in sweep.grid[f])}" for f in factors]
-    lines += ["", "## Cells", "", *_cells_table(runs, sweep.grid, metric)]
-    lines += [
-        "",
-        "## Analysis of variance",
-        "",
-        f"Model: {fitted['model'] or 'none'}. {fitted['note']}.",
-    ]
-    if fitted["rows"]:
-        lines += _anova_lines(fitted, len(sweep.seeds))
-    lines += ["", "## Effects (95 % intervals)", "", f"Method: {CI_METHOD}.", ""]
-    for factor in effects(fitted, sweep.grid, reference, metric):
-        lines += [f"- {_md(level['text'])}" for level in factor["levels"] if level["text"]]
-    lines += ["", "## How many seeds would settle it", ""] + _power_lines(power, metric)
-    lines += ["", "## Failed runs", ""]
-    failed = failed_runs(runs)
-    lines += [
-        f"- run {r['id']} ({r['status']}): {_md(r['error'] or 'no error recorded')}" for r in failed
-    ]
-    if not failed:
-        lines.append("None.")
-    return "\n".join(lines) + "\n"
-
-
-def _anova_lines(fitted: dict[str, Any], seeds: int) -> list[str]:
-    lines = [
-        "",
-        "| source | sum of squares | df | F | p | partial η² |",
-        "|---|---|---|---|---|---|",
-    ]
-    for r in fitted["rows"]:
-        f = "—" if r["F"] is None else f"{r['F']:.2f}"
-        eta = "—" if r["partial_eta_sq"] is None else f"{r['partial_eta_sq']:.2f}"
-        p = _p(r["p"]).removeprefix("p = ").removeprefix("p ")
-        lines.append(
-            f"| {' × '.join(r['factors'])} | {r['sum_sq']:.4g} | {r['df']} | {f} | {p} | {eta} |"
-        )
-    res = fitted["residual"]
-    lines.append(f"| residual | {res['sum_sq']:.4g} | {res['df']} | | | |")
-    return lines + ["", *(f"- {finding(r, seeds)}" for r in fitted["rows"])]
-
-
-def _power_lines(power: dict[str, Any], metric: str) -> list[str]:
-    if not power["factors"]:
-        return [power["note"] + "."]
-    shown = power["difference"] * 100 if metric in ACCURACIES else power["difference"]
-    unit = " points" if metric in ACCURACIES else ""
-    lines = []
-    for f in power["factors"]:
-        cost = ""
-        if f["extra_seeds"]:
-            seconds = f["extra_train_seconds"]
-            hours = (
-                f", about {seconds / 3600:.1f} h of training on one worker"
-                if seconds is not None
-                else ""
-            )
-            cost = f" ({f['extra_runs']} more runs{hours})"
-        lines.append(
-            f"- To tell two levels of {f['factor']} apart at {shown:g}{unit} (alpha "
-            f"{power['alpha']:g}, power {power['power']:g}) you need n ≈ {f['seeds_per_cell']} "
-            f"seeds per cell; you have {power['seeds']}{cost}."
-        )
-    return lines

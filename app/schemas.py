@@ -476,6 +476,10 @@ class AnovaRowOut(BaseModel):
     F: float | None
     p: float | None
     partial_eta_sq: float | None = Field(description="sum_sq / (sum_sq + residual sum_sq).")
+    eta_sq: float | None = Field(
+        description="sum_sq / the total sum of squares: the share of the variance the term "
+        "explains (type II sums of unequal cells need not add up to 1)."
+    )
 
 
 class ResidualOut(BaseModel):

@@ -60,6 +60,48 @@ def epoch_row(epoch: int, acc: float = 0.5):
     )
 
 
+def finished_grid(
+    client,
+    grid: dict[str, list],
+    value_of: Callable[[dict, int], float],
+    seeds=(0, 1, 2),
+    fail: dict[int, str] | None = None,
+    environment: dict[str, str] | None = None,
+    base: dict | None = None,
+) -> dict:
+    """A grid of runs (`base`, TINY by default) posted through the API and finished by hand,
+    no training: run i (in the sweep's order) records one 30 s epoch and succeeds with
+    `value_of(config, i)` as its test accuracy (loss 1 - accuracy), or fails with the error
+    `fail[i]`. Every run gets `environment` as a worker would record it. `grid` may be
+    {"preset": name}. The sweep as POST answered it."""
+    from core.db import Run, new_session
+    from trainer.results import EpochMetrics
+
+    body = {"base": TINY if base is None else base, "seeds": list(seeds)}
+    body |= {"preset": grid["preset"]} if "preset" in grid else {"grid": grid}
+    response = client.post("/api/sweeps", json=body)
+    assert response.status_code == 201, response.text
+    sweep = response.json()
+    for i, run_id in enumerate(sweep["run_ids"]):
+        with new_session() as session:
+            config = dict(session.get(Run, run_id).config)
+        acc = value_of(config, i)
+        row = EpochMetrics(epoch=1, lr=0.1, train_loss=1.0 - acc, train_acc=acc,
+                           test_loss=1.0 - acc, test_acc=acc, seconds=30.0,
+                           images_per_second=100.0)  # fmt: skip
+        record_epochs(run_id, row)
+        with new_session() as session:
+            run = session.get(Run, run_id)
+            if fail and i in fail:
+                run.status, run.error = "failed", fail[i]
+            else:
+                run.status, run.final_test_acc, run.best_test_acc = "succeeded", acc, acc
+            if environment is not None:
+                run.environment = dict(environment)
+            session.commit()
+    return sweep
+
+
 def http_ok(url: str) -> bool:
     """True when url answers 200 (a server that is up); False while it is not reachable."""
     import httpx

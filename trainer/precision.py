@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING
 import torch
 
 from trainer.sysinfo import cpu_name
+from trainer.version import code_version
 
 if TYPE_CHECKING:  # only for annotations: these modules run without pydantic
     from trainer.config import TrainConfig
@@ -135,6 +136,7 @@ def describe_environment(runtime: Runtime) -> dict[str, str]:
         "cpu": _cpu_name(),
         "cpu_threads": str(torch.get_num_threads()),
         "python": platform.python_version(),
+        "code": code_version(),
     }
     if runtime.device.type == "cuda":
         env["gpu"] = torch.cuda.get_device_name(runtime.device)

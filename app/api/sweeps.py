@@ -11,7 +11,7 @@ from fastapi.responses import Response
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import func, select
 
-from app import analysis
+from app import analysis, report
 from app.api.deps import SessionDep, SettingsDep, SweepDep, fast_json
 from app.api.runs import csv_response
 from app.grid import (
@@ -431,6 +431,16 @@ def sweep_power(
     return fast_json({"metric": metric, **answer})
 
 
+def _study(sweep: Sweep, session, metric: str, baseline: str | None) -> report.Study:
+    runs = analysis.sweep_runs(session, sweep.id, metric)
+    return report.build(sweep, runs, metric, _reference(sweep, baseline))
+
+
+def _download(body: str, media_type: str, filename: str) -> Response:
+    headers = {"Content-Disposition": f'attachment; filename="{filename}"'}
+    return Response(body, media_type=media_type, headers=headers)
+
+
 @router.get(
     "/sweeps/{sweep_id}/report.md",
     response_class=Response,
@@ -442,13 +452,28 @@ def sweep_report(
     metric: MetricQuery = "final_test_acc",
     baseline: Annotated[str | None, Query(max_length=500, examples=["activation:relu"])] = None,
 ):
-    """The study as Markdown: question, fixed settings, factors, cells, the ANOVA table with
-    a sentence per term, effects with intervals, the seeds needed (0.2 points, alpha 0.05,
-    power 0.8) and the failed runs with their errors."""
-    reference = _reference(sweep, baseline)
-    runs = analysis.sweep_runs(session, sweep.id, metric)
-    units = 0.002 if metric in analysis.ACCURACIES else 0.01
-    fitted = analysis.fit(runs, sweep.grid)
-    power = analysis.seeds_needed(fitted, sweep.grid, runs, len(sweep.seeds), units, 0.05, 0.8)
-    text = analysis.report(sweep, runs, metric, reference, fitted, power)
-    return Response(text, media_type="text/markdown; charset=utf-8")
+    """The study as Markdown: a summary in sentences, the question, fixed settings, factors,
+    cells (with the report's own figures where it has the cell), the ANOVA table with a
+    sentence per term, effects with intervals, interaction means, the seeds needed (0.2
+    points, alpha 0.05, power 0.8), the best cell, the failed runs with their errors, the
+    code, versions, devices and training time, and every table again as CSV."""
+    text = report.markdown(_study(sweep, session, metric, baseline))
+    return _download(text, "text/markdown; charset=utf-8", f"grid-{sweep.id}-report.md")
+
+
+@router.get(
+    "/sweeps/{sweep_id}/report.html",
+    response_class=Response,
+    responses={200: {"content": {"text/html": {}}}, **NOT_FOUND},
+)
+def sweep_report_html(
+    sweep: SweepDep,
+    session: SessionDep,
+    metric: MetricQuery = "final_test_acc",
+    baseline: Annotated[str | None, Query(max_length=500, examples=["activation:relu"])] = None,
+):
+    """The same report as one self-contained HTML file (a download): the charts (cell
+    means, effects with intervals, one interaction plot per pair of factors) are drawn by
+    plotly.js inlined in the file, so it opens offline, from disk."""
+    text = report.html(_study(sweep, session, metric, baseline))
+    return _download(text, "text/html; charset=utf-8", f"grid-{sweep.id}-report.html")

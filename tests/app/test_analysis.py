@@ -11,9 +11,7 @@ import pytest
 from statsmodels.stats.power import TTestIndPower
 
 from app import analysis
-from core.db import Run, new_session
-from tests.conftest import TINY, record_epochs
-from trainer.results import EpochMetrics
+from tests.conftest import TINY, finished_grid
 
 # Montgomery, Design and Analysis of Experiments, Example 5.1 (Table 5.1): battery life in
 # hours, material type x temperature (°F), 4 replicates.
@@ -72,6 +70,8 @@ def test_two_way_anova_reproduces_montgomery_example_5_1():
     assert residual["df"] == 27 and residual["mean_sq"] == pytest.approx(675.21, abs=0.005)
     eta = rows["temperature"]["partial_eta_sq"]
     assert eta == pytest.approx(39118.72 / (39118.72 + 18230.75), abs=1e-6)
+    # η²: the share of the book's total sum of squares, 77646.97 (Table 5.5).
+    assert rows["temperature"]["eta_sq"] == pytest.approx(39118.72 / 77646.97, abs=1e-6)
 
 
 def _rss(y: np.ndarray, *blocks: np.ndarray) -> float:
@@ -174,25 +174,12 @@ JITTER = [-0.003, 0.0, 0.004]
 
 def make_sweep(api, seeds=(0, 1, 2), fail: int | None = None) -> dict:
     """A sweep whose runs are finished by hand: no training. `fail`: one run fails."""
-    body = {"base": TINY, "grid": GRID, "seeds": list(seeds)}
-    sweep = api.post("/api/sweeps", json=body).json()
-    for i, run_id in enumerate(sweep["run_ids"]):
-        with new_session() as session:
-            run = session.get(Run, run_id)
-            config = dict(run.config)
-        acc = MEANS[config["activation"]] + RATIO[config["lr_ratio"]] + JITTER[i % len(seeds)]
-        loss = 1.0 - acc
-        row = EpochMetrics(epoch=1, lr=0.1, train_loss=loss, train_acc=acc, test_loss=loss,
-                           test_acc=acc, seconds=30.0, images_per_second=100.0)  # fmt: skip
-        record_epochs(run_id, row)
-        with new_session() as session:
-            run = session.get(Run, run_id)
-            if i == fail:
-                run.status, run.error = "failed", "CUDA out of memory"
-            else:
-                run.status, run.final_test_acc, run.best_test_acc = "succeeded", acc, acc
-            session.commit()
-    return sweep
+
+    def acc(config: dict, i: int) -> float:
+        return MEANS[config["activation"]] + RATIO[config["lr_ratio"]] + JITTER[i % len(seeds)]
+
+    failures = {fail: "CUDA out of memory"} if fail is not None else None
+    return finished_grid(api, GRID, acc, seeds=seeds, fail=failures)
 
 
 def test_anova_endpoint_on_factory_rows_with_a_failed_run(api):
@@ -281,19 +268,3 @@ def test_bad_query_values_are_422_naming_the_field(api, path, params, field):
 
 def test_unknown_sweep_is_404(api):
     assert api.get("/api/sweeps/999/anova").status_code == 404
-
-
-def test_report_markdown_states_findings_and_failures_from_the_numbers(api):
-    sweep = make_sweep(api, fail=4)
-    response = api.get(f"/api/sweeps/{sweep['id']}/report.md")
-    assert response.status_code == 200, response.text
-    assert response.headers["content-type"].startswith("text/markdown")
-    text = response.text
-    headings = ["Question", "Fixed settings", "Factors", "Cells", "Analysis of variance",
-                "Effects", "How many seeds", "Failed runs"]  # fmt: skip
-    assert [h for h in headings if f"\n## {h}" not in text] == []
-    assert "- activation: an effect (partial η² " in text
-    assert "p < 0.001" in text
-    assert "- lr_ratio: no detectable effect at n = 3 seeds per cell" in text
-    assert f"run {sweep['run_ids'][4]} (failed): CUDA out of memory" in text
-    assert "| relu | 2:1:1 | 3 |" in text and "| relu | 5:4:1 | 2 |" in text
