@@ -8,8 +8,9 @@ import re
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, HTTPException, Query, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, Response, StreamingResponse
-from pydantic import BeforeValidator, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 from sqlalchemy import String, cast, func, or_, select
 
 from app.api.deps import RunDep, SessionDep, SettingsDep, fast_json
@@ -142,22 +143,65 @@ def _search_words(q: str) -> str:
     return q
 
 
+class RunFilter(BaseModel):
+    """The filters of GET /api/runs, as query parameters; the CSV export and the group
+    statistics take the same ones, and bulk actions the same as a JSON object."""
+
+    status: list[StatusName] | None = Field(None, description="may repeat")
+    sweep_id: Annotated[int, Field(ge=1, le=2**62)] | None = None
+    dataset: db_text(64) | None = None
+    activation: db_text(64) | None = None
+    lr_ratio: db_text(64, ascii_digits) | None = None
+    augmentation: db_text(64) | None = None
+    seed: Annotated[int, Field(ge=0, le=2**31 - 1)] | None = None
+    tag: db_text(40) | None = Field(None, examples=["baseline"])
+    q: db_text(200, _search_words) | None = Field(None, examples=["tanh width=16"])
+    worker: db_text(200) | None = None
+
+    def apply(self, query):
+        """`query` narrowed to the runs these filters keep."""
+        return _filtered(
+            query, self.status, self.sweep_id, self.dataset, self.activation, self.lr_ratio,
+            self.augmentation, self.seed, self.tag, self.q, self.worker,
+        )  # fmt: skip
+
+
+class RunFilterIn(RunFilter):
+    """The filters as a JSON object: strict types, and an unknown key is a 422 (a misspelt
+    filter must never widen a bulk action to every run)."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+
+RunFilterQuery = Annotated[RunFilter, Query()]
+
+
+def ordered(query, sort: str):
+    """`query` sorted by a SortKey; runs without a value (no result yet) go last either way,
+    on SQLite and PostgreSQL alike, and ties go by id."""
+    column = SORTABLE[sort.lstrip("-")]
+    order = (column.desc() if sort.startswith("-") else column.asc()).nulls_last()
+    tiebreak = Run.id.desc() if sort.startswith("-") else Run.id.asc()
+    return query.order_by(order, tiebreak)
+
+
+def _speeds(session, ids: list[int]) -> dict[int, float]:
+    """Each run's measured training speed: mean img/s over its epochs."""
+    if not ids:
+        return {}
+    rows = session.execute(
+        select(Metric.run_id, func.avg(Metric.images_per_second))
+        .where(Metric.run_id.in_(ids))
+        .group_by(Metric.run_id)
+    )
+    return dict(rows.all())
+
+
 def _with_speeds(session, runs: list[Run], settings, **kwargs) -> list[dict]:
     """run_out for each run, with its measured training speed (mean img/s over its epochs)
     and, for a run still in its first epoch, an ETA from the speed its model was measured at
     on the workers (the first epoch's own time is not known before it ends)."""
-    ids = [r.id for r in runs]
-    speeds = (
-        dict(
-            session.execute(
-                select(Metric.run_id, func.avg(Metric.images_per_second))
-                .where(Metric.run_id.in_(ids))
-                .group_by(Metric.run_id)
-            ).all()
-        )
-        if ids
-        else {}
-    )
+    speeds = _speeds(session, [r.id for r in runs])
     by_width: dict[int, object] = {}
     out = []
     store = open_store(settings)
@@ -177,16 +221,7 @@ def _with_speeds(session, runs: list[Run], settings, **kwargs) -> list[dict]:
 def list_runs(
     session: SessionDep,
     settings: SettingsDep,
-    status: Annotated[list[StatusName] | None, Query()] = None,
-    sweep_id: Annotated[int | None, Query(ge=1, le=2**62)] = None,
-    dataset: Annotated[db_text(64) | None, Query()] = None,
-    activation: Annotated[db_text(64) | None, Query()] = None,
-    lr_ratio: Annotated[db_text(64, ascii_digits) | None, Query()] = None,
-    augmentation: Annotated[db_text(64) | None, Query()] = None,
-    seed: Annotated[int | None, Query(ge=0, le=2**31 - 1)] = None,
-    tag: Annotated[db_text(40) | None, Query(examples=["baseline"])] = None,
-    q: Annotated[db_text(200, _search_words) | None, Query(examples=["tanh width=16"])] = None,
-    worker: Annotated[db_text(200) | None, Query()] = None,
+    filters: RunFilterQuery,
     sort: SortKey = "-id",
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
     offset: Annotated[int, Query(ge=0, le=10**9)] = 0,
@@ -194,26 +229,10 @@ def list_runs(
     """Runs, newest first by default. `status` may repeat (`?status=queued&status=running`);
     `tag` keeps runs with that tag; `q` keeps runs that match every word of it: an id, text
     in the name, note, tags or factors, or `field=value` for any config field."""
-    filters = (status, sweep_id, dataset, activation, lr_ratio, augmentation, seed, tag, q, worker)
-    total = session.scalar(_filtered(select(func.count(Run.id)), *filters))
-    column = SORTABLE[sort.lstrip("-")]
-    # Runs without a value (no result yet) go last either way, on SQLite and PostgreSQL alike.
-    order = (column.desc() if sort.startswith("-") else column.asc()).nulls_last()
-    tiebreak = Run.id.desc() if sort.startswith("-") else Run.id.asc()
-    rows = session.scalars(
-        _filtered(select(Run), *filters).order_by(order, tiebreak).limit(limit).offset(offset)
-    )
+    total = session.scalar(filters.apply(select(func.count(Run.id))))
+    rows = session.scalars(ordered(filters.apply(select(Run)), sort).limit(limit).offset(offset))
     items = _with_speeds(session, list(rows), settings, with_result=False)
     return fast_json({"items": items, "total": total, "limit": limit, "offset": offset})
-
-
-@router.get("/runs.csv", response_class=Response, responses={200: {"content": {"text/csv": {}}}})
-def runs_csv(session: SessionDep, sweep_id: Annotated[int | None, Query(ge=1, le=2**62)] = None):
-    """Every run (or one sweep's), one row each: config fields, status and results."""
-    query = select(Run).order_by(Run.id)
-    if sweep_id is not None:
-        query = query.where(Run.sweep_id == sweep_id)
-    return csv_response(session.scalars(query), "runs.csv")
 
 
 CSV_RESULT_COLUMNS = (
@@ -224,20 +243,85 @@ CSV_RESULT_COLUMNS = (
     "best_epoch",
     "train_seconds",
 )
+CONFIG_FIELDS = tuple(TrainConfig.model_fields)
+# What a CSV holds when no columns are asked for: every config field and result.
+CSV_DEFAULT = ("run_id", "sweep_id", "name", "tags", *CONFIG_FIELDS, *CSV_RESULT_COLUMNS, "note")
+# Besides those, what the runs table can show.
+CSV_MORE = ("epochs_total", "images_per_second", "seconds_per_epoch", "attempts", "worker",
+            "queued_at", "started_at", "finished_at")  # fmt: skip
+CSV_COLUMNS = (*CSV_DEFAULT, *CSV_MORE)
 
 
-def csv_response(runs, filename: str) -> Response:
-    fields = list(TrainConfig.model_fields)
+def _csv_columns(text: str | None) -> list[str]:
+    """The `columns` parameter: names separated by commas, each one of CSV_COLUMNS."""
+    if text is None:
+        return list(CSV_DEFAULT)
+    names = list(dict.fromkeys(part.strip() for part in text.split(",") if part.strip()))
+    unknown = [name for name in names if name not in CSV_COLUMNS]
+    if unknown or not names:
+        msg = (
+            f"unknown column {unknown[0][:50]!r}; one of {', '.join(CSV_COLUMNS)}"
+            if unknown
+            else "at least one column name"
+        )
+        raise RequestValidationError(
+            [{"type": "value_error", "loc": ("query", "columns"), "msg": msg, "input": text}]
+        )
+    return names
+
+
+@router.get("/runs.csv", response_class=Response, responses={200: {"content": {"text/csv": {}}}})
+def runs_csv(
+    session: SessionDep,
+    filters: RunFilterQuery,
+    columns: Annotated[
+        str | None,
+        Query(
+            max_length=4000,
+            description="column names separated by commas, in order (default: run_id, "
+            "sweep_id, name, tags, every config field, status and results, note)",
+            examples=["run_id,activation,lr_ratio,final_test_acc"],
+        ),
+    ] = None,
+    sort: SortKey | None = None,
+):
+    """The runs that GET /api/runs with the same filters lists (every run without any), one
+    row each, in its order with `sort` (by id without); `columns` picks and orders the
+    columns. An unknown column is a 422 naming it."""
+    names = _csv_columns(columns)
+    query = filters.apply(select(Run))
+    query = ordered(query, sort) if sort else query.order_by(Run.id)
+    runs = list(session.scalars(query))
+    speeds = _speeds(session, [r.id for r in runs]) if "images_per_second" in names else {}
+    return csv_response(runs, "runs.csv", names, speeds)
+
+
+def _csv_cell(run: Run, column: str, speeds: dict[int, float]):
+    if column == "run_id":
+        return run.id
+    if column in CONFIG_FIELDS:
+        return run.config.get(column)
+    if column == "status":
+        return RunStatus(run.status).value
+    if column == "tags":
+        return " ".join(run.tags or [])  # no tag holds a space
+    if column == "images_per_second":
+        return speeds.get(run.id)
+    if column == "seconds_per_epoch":
+        return run.train_seconds / run.epochs_done if run.epochs_done else None
+    value = getattr(run, column)
+    return value.isoformat() if hasattr(value, "isoformat") else value
+
+
+def csv_response(
+    runs, filename: str, columns: list[str] | None = None, speeds: dict[int, float] | None = None
+) -> Response:
+    columns = columns or list(CSV_DEFAULT)
     out = io.StringIO()
     writer = csv.writer(out)
-    writer.writerow(["run_id", "sweep_id", "name", "tags", *fields, *CSV_RESULT_COLUMNS, "note"])
+    writer.writerow(columns)
     for run in runs:
-        status = RunStatus(run.status).value
-        results = [getattr(run, c) if c != "status" else status for c in CSV_RESULT_COLUMNS]
-        config = [run.config.get(f) for f in fields]
-        # tags joined by spaces: no tag holds one
-        tags = " ".join(run.tags or [])
-        writer.writerow([run.id, run.sweep_id, run.name, tags, *config, *results, run.note])
+        writer.writerow([_csv_cell(run, c, speeds or {}) for c in columns])
     return Response(
         out.getvalue(),
         media_type="text/csv",
@@ -412,10 +496,18 @@ def retry_run(run: RunDep, session: SessionDep):
 def delete_run(run: RunDep, session: SessionDep, settings: SettingsDep):
     """Removes a finished run, its metrics and its checkpoint; 409 while queued or running."""
     run_id = run.id
-    if not lifecycle.delete_run(session, run_id):
+    if not remove_run(session, open_store(settings), run_id):
         raise HTTPException(409, f"run {run_id} is {RunStatus(run.status).value}; cancel it first")
-    open_store(settings).delete(run_id)
     return Response(status_code=204)
+
+
+def remove_run(session, store, run_id: int) -> bool:
+    """Deletes a run that is not queued or running, with its metrics and its checkpoint;
+    False (nothing deleted) while it is."""
+    if not lifecycle.delete_run(session, run_id):
+        return False
+    store.delete(run_id)
+    return True
 
 
 @router.get(
