@@ -347,3 +347,13 @@ def test_unknown_sweep_is_404_and_a_bad_metric_422(api, path):
     response = api.get(f"/api/sweeps/{sweep['id']}/{path}", params={"metric": "accuracy"})
     assert response.status_code == 422
     assert response.json()["detail"][0]["loc"] == ["query", "metric"]
+
+
+def test_grid_page_links_both_reports_as_downloads(api):
+    sweep = api.post("/api/sweeps", json={"base": TINY, "grid": GRID}).json()
+    page = get(api, f"/sweeps/{sweep['id']}").text
+    for ext in ("html", "md"):
+        assert (
+            f'href="/api/sweeps/{sweep["id"]}/report.{ext}" '
+            f'download="grid-{sweep["id"]}-report.{ext}"' in page
+        )

@@ -41,6 +41,14 @@ function query(extra = {}) {
   return params.toString();
 }
 
+/** The Report links: the study as one offline HTML file and as Markdown, for the metric and
+ * baseline chosen here (the server writes both from the same numbers as this panel). */
+function renderReportLinks(baseline) {
+  for (const [id, ext] of [["report-html", "html"], ["report-md", "md"]]) {
+    byId(id).href = `/api/sweeps/${sweepId}/report.${ext}?${query(baseline)}`;
+  }
+}
+
 export async function renderAnalysis(force = false) {
   const sweep = state.sweep;
   const key = [(sweep.counts || {}).succeeded || 0, metric(), state.baseline].join("|");
@@ -48,6 +56,7 @@ export async function renderAnalysis(force = false) {
   shown = key;
   const mine = ++sequence;
   const baseline = state.baseline ? { baseline: state.baseline } : {};
+  renderReportLinks(baseline);
   try {
     const [anova, effects] = await Promise.all([
       api(`/api/sweeps/${sweepId}/anova?${query()}`),
