@@ -71,12 +71,17 @@ def fill(home: Path, runs: int, epochs: int) -> tuple[int, list[int]]:
             ids = all_ids[start : start + 500]
             rows = []
             finals = {}
+            speeds = {}
             for run_id in ids:
                 acc = 0.1
+                run_rows = []
                 for epoch in range(1, epochs + 1):
                     acc = min(acc + rng.random() * 0.01, 0.99)
-                    rows.append(dict(run_id=run_id, **fake_epoch(epoch, acc)))
+                    run_rows.append(dict(run_id=run_id, **fake_epoch(epoch, acc)))
+                rows.extend(run_rows)
                 finals[run_id] = acc
+                # what lifecycle.record_epoch keeps on the run: the epochs' mean images/s
+                speeds[run_id] = statistics.fmean(r["images_per_second"] for r in run_rows)
             session.execute(insert(Metric), rows)
             for run_id in ids:
                 session.execute(
@@ -89,6 +94,7 @@ def fill(home: Path, runs: int, epochs: int) -> tuple[int, list[int]]:
                         best_test_acc=finals[run_id],
                         best_epoch=epochs,
                         train_seconds=10.0 * epochs,
+                        images_per_second=speeds[run_id],
                     )
                 )
             session.commit()

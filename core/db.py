@@ -129,6 +129,9 @@ class Run(Base):
     epochs_done: Mapped[int] = mapped_column(Integer, default=0)
     epochs_total: Mapped[int] = mapped_column(Integer)
     train_seconds: Mapped[float] = mapped_column(Float, default=0.0)
+    # Measured training speed: mean images/s over the recorded epochs, kept by
+    # lifecycle.record_epoch so that lists show it without reading the epochs.
+    images_per_second: Mapped[float | None] = mapped_column(Float)
     final_test_acc: Mapped[float | None] = mapped_column(Float, index=True)
     best_test_acc: Mapped[float | None] = mapped_column(Float, index=True)
     best_epoch: Mapped[int | None] = mapped_column(Integer)

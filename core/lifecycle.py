@@ -212,6 +212,9 @@ def record_epoch(session: Session, run_id: int, metrics: EpochMetrics, owner: Ow
             train_seconds=select(func.sum(Metric.seconds))
             .where(Metric.run_id == run_id)
             .scalar_subquery(),
+            images_per_second=select(func.avg(Metric.images_per_second))
+            .where(Metric.run_id == run_id)
+            .scalar_subquery(),
             best_test_acc=best.test_acc if best else None,
             best_epoch=best.epoch if best else None,
             heartbeat_at=utcnow(),

@@ -260,6 +260,9 @@ def test_a_database_of_the_release_before_migrations_upgrades_with_every_row_int
     assert schema_differences(database_url) == []
     # Columns added since come with their defaults.
     assert {row["batches_done"] for row in every_row(database_url)["runs"]} == {0}
+    # ... or are filled in from the old rows: each run's mean images/s over its epochs.
+    speeds = {row["id"]: row["images_per_second"] for row in every_row(database_url)["runs"]}
+    assert speeds == {1: 1234.5, 2: 1234.5, 3: None}
 
     # The app reads the old rows and writes new ones beside them.
     engine = make_engine(database_url)
@@ -281,6 +284,8 @@ def test_a_database_of_the_release_before_migrations_upgrades_with_every_row_int
             session, added.id, EpochMetrics(**metrics, seconds=1.0, images_per_second=9.0), owner
         )
         assert session.scalar(select(func.count()).where(Metric.run_id == added.id)) == 1
+        session.refresh(added)
+        assert added.images_per_second == 9.0  # kept as epochs are recorded
     engine.dispose()
 
 
