@@ -194,7 +194,7 @@ def headline(row: dict[str, Any], per_cell: str) -> str:
     f = "" if row["F"] is None else f", F = {row['F']:.1f}"
     if row["p"] is not None and row["p"] < ALPHA:
         share = row["eta_sq"]
-        told = f"explains {_share(share)} of the variance" if share is not None else "an effect"
+        told = f"explains {_share(share)} of the variance" if share is not None else "has an effect"
         return f"{name} {told}{f}, {p_text(row['p'])}"
     return f"{name}: no detectable effect at {per_cell}{f}, {p_text(row['p'])}"
 
@@ -560,6 +560,11 @@ def _counted(values: Sequence[str | None], missing: str) -> str:
     return ", ".join(parts) or "—"
 
 
+def _no_cuda(device: str | None) -> str:
+    """'none (cpu)' for a run recorded on a device that is not CUDA; '' when unknown."""
+    return f"none ({device})" if device and not device.startswith("cuda") else ""
+
+
 def _reproducibility(sweep: Sweep, runs, now: datetime) -> Section:
     started = [r for r in runs if r.get("environment")]
     envs = [r.get("environment") or {} for r in started]
@@ -575,11 +580,14 @@ def _reproducibility(sweep: Sweep, runs, now: datetime) -> Section:
     limits = []
     for key, what in (("train_limit", "training"), ("test_limit", "test")):
         n = config.get(key)
-        limits.append(f"the first {n} {what} images" if n else f"all {what} images")
+        if len(sweep.grid.get(key, [])) > 1:
+            limits.append(f"{what} images as the factor {key} says")
+        else:
+            limits.append(f"the first {n} {what} images" if n else f"all {what} images")
     seconds = math.fsum(r["train_seconds"] or 0.0 for r in runs)
     done = math.fsum(r["train_seconds"] or 0.0 for r in runs if r["status"] == "succeeded")
     statuses = Counter(r["status"] for r in runs)
-    cuda = [e.get("cuda") or ("none (CPU)" if e.get("device") == "cpu" else None) for e in envs]
+    cuda = [e.get("cuda") or (_no_cuda(e.get("device")) or None) for e in envs]
     rows = [
         ("code that trained the runs", _counted([e.get("code") for e in envs], unrecorded)),
         ("code that wrote this report", code_version()),
