@@ -168,6 +168,25 @@ class ManyMetricsOut(BaseModel):
     runs: list[RunMetricsOut]
 
 
+class RunMetricsColumnsOut(BaseModel):
+    """A run's epochs in columns (`?format=columns`): one list per field, the i-th entry
+    of each belonging to the same epoch, in epoch order."""
+
+    run_id: int
+    epoch: list[int]
+    lr: list[float]
+    train_loss: list[float | None]
+    train_acc: list[float | None]
+    test_loss: list[float | None]
+    test_acc: list[float | None]
+    seconds: list[float]
+    images_per_second: list[float]
+
+
+class ManyMetricsColumnsOut(BaseModel):
+    runs: list[RunMetricsColumnsOut]
+
+
 def eta_seconds(run: Run) -> float | None:
     if run.status != RunStatus.running or run.epochs_done == 0:
         return None

@@ -14,14 +14,17 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 from sqlalchemy import String, cast, func, or_, select
 
 from app.api.deps import RunDep, SessionDep, SettingsDep, fast_json
+from app.curves import metric_columns
 from app.schemas import (
     CONFLICT,
     GUARDED,
     NOT_FOUND,
     RATE_LIMITED,
+    ManyMetricsColumnsOut,
     ManyMetricsOut,
     RunAttemptsOut,
     RunLogsOut,
+    RunMetricsColumnsOut,
     RunMetricsOut,
     RunOut,
     RunPage,
@@ -364,8 +367,24 @@ def metric_rows(
     return by_run
 
 
-@router.get("/runs/{run_id}/metrics", response_model=RunMetricsOut, responses=NOT_FOUND)
-def run_metrics(run: RunDep, session: SessionDep):
+MetricsFormat = Annotated[
+    Literal["rows", "columns"],
+    Query(
+        description="rows: a list of epoch objects; columns: one list per field (the "
+        "i-th entries of the lists are one epoch), what the pages draw from"
+    ),
+]
+
+
+@router.get(
+    "/runs/{run_id}/metrics",
+    response_model=RunMetricsOut | RunMetricsColumnsOut,
+    responses=NOT_FOUND,
+)
+def run_metrics(run: RunDep, session: SessionDep, format: MetricsFormat = "rows"):
+    """The run's epochs, in epoch order."""
+    if format == "columns":
+        return fast_json({"run_id": run.id, **metric_columns(session, [run.id])[run.id]})
     return fast_json({"run_id": run.id, "epochs": metric_rows(session, [run.id])[run.id]})
 
 
@@ -453,12 +472,20 @@ RunIdList = Annotated[
 ]
 
 
-@router.get("/metrics", response_model=ManyMetricsOut)
-def many_metrics(session: SessionDep, run_ids: Annotated[RunIdList, Query(examples=["1,2,3"])]):
+@router.get("/metrics", response_model=ManyMetricsOut | ManyMetricsColumnsOut)
+def many_metrics(
+    session: SessionDep,
+    run_ids: Annotated[RunIdList, Query(examples=["1,2,3"])],
+    format: MetricsFormat = "rows",
+):
     """Curves of many runs in one call (at most 500 ids); unknown ids are left out."""
     ids = _id_list(run_ids)
     known = set(session.scalars(select(Run.id).where(Run.id.in_(ids))))
-    by_run = metric_rows(session, [i for i in ids if i in known])
+    ids = [i for i in ids if i in known]
+    if format == "columns":
+        columns = metric_columns(session, ids)
+        return fast_json({"runs": [{"run_id": i, **c} for i, c in columns.items()]})
+    by_run = metric_rows(session, ids)
     return fast_json({"runs": [{"run_id": i, "epochs": e} for i, e in by_run.items()]})
 
 

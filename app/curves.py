@@ -1,0 +1,42 @@
+"""Runs' epoch rows in columns: one list per field per run (`?format=columns` of the metrics
+endpoints), the form the pages draw curves from.
+
+A 36-run curves call reads 7,200 epoch rows. Read as plain tuples (Core, no ORM objects)
+and transposed in one step per run, they cost no dict per epoch, and the JSON names each
+field once per run instead of once per epoch (about a third of the bytes).
+"""
+
+from __future__ import annotations
+
+from itertools import groupby
+from operator import itemgetter
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from core.db import METRIC_FIELDS, Metric
+
+_COLUMNS = [getattr(Metric, f) for f in METRIC_FIELDS]
+
+
+def empty() -> dict[str, list]:
+    return {f: [] for f in METRIC_FIELDS}
+
+
+def metric_columns(session: Session, run_ids: list[int]) -> dict[int, dict[str, Any]]:
+    """Each run's epochs as {field: [value per epoch]}, in epoch order, for every id given
+    (an id without epochs gets empty lists)."""
+    out: dict[int, dict[str, Any]] = {run_id: empty() for run_id in run_ids}
+    if not run_ids:
+        return out
+    query = (
+        select(Metric.run_id, *_COLUMNS)
+        .where(Metric.run_id.in_(run_ids))
+        .order_by(Metric.run_id, Metric.epoch)
+    )
+    rows = session.connection().execute(query).all()
+    for run_id, group in groupby(rows, key=itemgetter(0)):
+        _, *fields = zip(*group)
+        out[run_id] = dict(zip(METRIC_FIELDS, fields))
+    return out
