@@ -12,6 +12,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, Response, StreamingResponse
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 from sqlalchemy import String, cast, func, or_, select
+from sqlalchemy.orm import defer
 
 from app.api.deps import RunDep, SessionDep, SettingsDep, fast_json
 from app.curves import metric_columns
@@ -188,29 +189,17 @@ def ordered(query, sort: str):
     return query.order_by(order, tiebreak)
 
 
-def _speeds(session, ids: list[int]) -> dict[int, float]:
-    """Each run's measured training speed: mean img/s over its epochs."""
-    if not ids:
-        return {}
-    rows = session.execute(
-        select(Metric.run_id, func.avg(Metric.images_per_second))
-        .where(Metric.run_id.in_(ids))
-        .group_by(Metric.run_id)
-    )
-    return dict(rows.all())
-
-
 def _with_speeds(session, runs: list[Run], settings, **kwargs) -> list[dict]:
-    """run_out for each run, with its measured training speed (mean img/s over its epochs)
-    and, for a run still in its first epoch, an ETA from the speed its model was measured at
-    on the workers (the first epoch's own time is not known before it ends)."""
-    speeds = _speeds(session, [r.id for r in runs])
+    """run_out for each run, with its measured training speed (mean img/s over its epochs,
+    kept on the run as epochs are recorded) and, for a run still in its first epoch, an ETA
+    from the speed its model was measured at on the workers (the first epoch's own time is
+    not known before it ends)."""
     by_width: dict[int, object] = {}
     out = []
     store = open_store(settings)
     for run in runs:
         item = run_out(run, store=store, **kwargs)
-        item["images_per_second"] = speeds.get(run.id)
+        item["images_per_second"] = run.images_per_second
         if run.status == RunStatus.running and run.epochs_done == 0:
             width = int(run.config.get("width", 64))
             if width not in by_width:
@@ -233,7 +222,9 @@ def list_runs(
     `tag` keeps runs with that tag; `q` keeps runs that match every word of it: an id, text
     in the name, note, tags or factors, or `field=value` for any config field."""
     total = session.scalar(filters.apply(select(func.count(Run.id))))
-    rows = session.scalars(ordered(filters.apply(select(Run)), sort).limit(limit).offset(offset))
+    # A list shows no results (confusion matrices, per-class accuracy): not even read.
+    query = filters.apply(select(Run).options(defer(Run.result)))
+    rows = session.scalars(ordered(query, sort).limit(limit).offset(offset))
     items = _with_speeds(session, list(rows), settings, with_result=False)
     return fast_json({"items": items, "total": total, "limit": limit, "offset": offset})
 
@@ -294,12 +285,10 @@ def runs_csv(
     names = _csv_columns(columns)
     query = filters.apply(select(Run))
     query = ordered(query, sort) if sort else query.order_by(Run.id)
-    runs = list(session.scalars(query))
-    speeds = _speeds(session, [r.id for r in runs]) if "images_per_second" in names else {}
-    return csv_response(runs, "runs.csv", names, speeds)
+    return csv_response(session.scalars(query), "runs.csv", names)
 
 
-def _csv_cell(run: Run, column: str, speeds: dict[int, float]):
+def _csv_cell(run: Run, column: str):
     if column == "run_id":
         return run.id
     if column in CONFIG_FIELDS:
@@ -308,23 +297,19 @@ def _csv_cell(run: Run, column: str, speeds: dict[int, float]):
         return RunStatus(run.status).value
     if column == "tags":
         return " ".join(run.tags or [])  # no tag holds a space
-    if column == "images_per_second":
-        return speeds.get(run.id)
     if column == "seconds_per_epoch":
         return run.train_seconds / run.epochs_done if run.epochs_done else None
     value = getattr(run, column)
     return value.isoformat() if hasattr(value, "isoformat") else value
 
 
-def csv_response(
-    runs, filename: str, columns: list[str] | None = None, speeds: dict[int, float] | None = None
-) -> Response:
+def csv_response(runs, filename: str, columns: list[str] | None = None) -> Response:
     columns = columns or list(CSV_DEFAULT)
     out = io.StringIO()
     writer = csv.writer(out)
     writer.writerow(columns)
     for run in runs:
-        writer.writerow([_csv_cell(run, c, speeds or {}) for c in columns])
+        writer.writerow([_csv_cell(run, c) for c in columns])
     return Response(
         out.getvalue(),
         media_type="text/csv",
