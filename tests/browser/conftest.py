@@ -49,9 +49,9 @@ class Server:
         return self.log.read_text(errors="replace")[-4000:]
 
 
-def _serve_command(home: Path, port: int) -> list[str]:
+def _serve_command(home: Path, port: int, workers: int = 1) -> list[str]:
     script = Path(sys.executable).with_name("resnet-lab")
-    args = ["serve", "--home", str(home), "--port", str(port), "--workers", "1"]
+    args = ["serve", "--home", str(home), "--port", str(port), "--workers", str(workers)]
     if script.exists():
         return [str(script), *args]
     return [sys.executable, "-m", "app.cli", *args]
@@ -66,8 +66,16 @@ def _healthy(url: str) -> bool:
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory) -> Iterator[Server]:
-    """`resnet-lab serve --workers 1` on a free port; ready once /healthz answers 200."""
+def serve_workers() -> int:
+    """Local workers of the module's server; a module whose runs must stay queued (nothing
+    trains them) overrides this fixture with 0."""
+    return 1
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory, serve_workers) -> Iterator[Server]:
+    """`resnet-lab serve --workers N` (serve_workers, 1 unless a module says otherwise) on a
+    free port; ready once /healthz answers 200."""
     home = tmp_path_factory.mktemp("resnet-lab-home")
     port = free_port()
     env = {
@@ -79,7 +87,7 @@ def server(tmp_path_factory) -> Iterator[Server]:
     log = home / "serve.log"
     with open(log, "wb") as out:
         proc = subprocess.Popen(
-            _serve_command(home, port),
+            _serve_command(home, port, serve_workers),
             cwd=ROOT,
             env=env,
             stdout=out,

@@ -9,6 +9,7 @@
  *   parcoords(div, spec)           parallel coordinates of factors vs accuracy
  *   interaction(div, spec)         an interaction plot: one line per level of a factor
  *                                  across the levels of another, with interval bars
+ *   scatter(div, spec)             one point per run: a field's value against a metric
  *
  * Plotly.js is a classic script served by the app (/static/vendor/plotly.min.js), loaded
  * before the page's modules; it is never fetched from a CDN.
@@ -353,6 +354,49 @@ export function interaction(div, spec) {
   layout.xaxis = axis(spec.xtitle || "", { type: "category", categoryorder: "array", categoryarray: spec.x.map(plain) });
   layout.yaxis = axis(spec.ytitle || "", { ticksuffix: spec.percent ? "%" : "" });
   return plot(div, data, layout);
+}
+
+/**
+ * One point per run: a field's value (x) against a metric (y). Text values sit on a category
+ * axis (in natural order) with a small fixed spread, so runs of one value do not hide each
+ * other; a click on a point calls spec.onClick with its id. SVG: a page may hold several.
+ * spec: {x: [numbers or labels], y: [], ids: [], percent, title, xtitle, ytitle, onClick}
+ */
+export function scatter(div, spec) {
+  const scale = spec.percent ? 100 : 1;
+  const numeric = spec.x.every((v) => typeof v === "number");
+  const cats = numeric ? [] : [...new Set(spec.x.map(String))].sort((a, b) => a.localeCompare(b, undefined, { numeric: true }));
+  const spread = (i) => ((((i * 0.6180339887) % 1) + 1) % 1 - 0.5) * 0.35;
+  const fmt = spec.percent ? "%{y:.2f}%" : "%{y:.4g}";
+  const data = [
+    {
+      type: "scatter",
+      mode: "markers",
+      x: numeric ? spec.x.slice() : spec.x.map((v, i) => cats.indexOf(String(v)) + spread(i)),
+      y: spec.y.map((v) => (v === null || v === undefined ? null : v * scale)),
+      customdata: spec.ids,
+      text: spec.x.map((v) => plain(v)),
+      marker: { size: 7, color: PALETTE[0], opacity: 0.75, line: { width: 0.5, color: "#ffffff" } },
+      hovertemplate: `run #%{customdata}<br>%{text}: ${fmt}<extra></extra>`,
+    },
+  ];
+  const layout = baseLayout({ title: spec.title, showlegend: false });
+  layout.xaxis = axis(
+    spec.xtitle || "",
+    numeric ? {} : { tickvals: cats.map((_, i) => i), ticktext: cats.map(plain), range: [-0.5, cats.length - 0.5], zeroline: false },
+  );
+  layout.yaxis = axis(spec.ytitle || "", { ticksuffix: spec.percent ? "%" : "" });
+  div._rlOnClick = spec.onClick;
+  return plot(div, data, layout).then((gd) => {
+    if (!div._rlClicks) {
+      div._rlClicks = true;
+      div.on("plotly_click", (event) => {
+        const point = event.points && event.points[0];
+        if (point && point.customdata != null && div._rlOnClick) div._rlOnClick(point.customdata);
+      });
+    }
+    return gd;
+  });
 }
 
 /**

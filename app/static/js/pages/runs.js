@@ -1,12 +1,17 @@
 /* Runs page: a server-sorted, server-filtered, paginated table of runs with a search box,
- * tag filter and user-chosen columns, refreshed live. */
+ * tag filter and user-chosen columns, refreshed live. Filters, sort and columns live in the
+ * URL (a view can be shared and reloaded); the CSV export follows them. Selected runs (or
+ * every run the filters match) take bulk actions (runs_bulk.js); "Group & compare" sums up
+ * the filtered runs (runs_groups.js). */
 
 import { api } from "../lib/api.js";
 import { byId, clear, debounce, el, poll } from "../lib/dom.js";
 import { configValue, duration, eta, factorLine, label, num, pct, rate, when } from "../lib/format.js";
 import { pageData } from "../lib/page.js";
 import { ACTIVE, RETRYABLE, STATUSES, badge, progressBar, runAction } from "../lib/status.js";
-import { allColumns, loadChoice, renderChooser } from "./runs_columns.js";
+import { initBulk } from "./runs_bulk.js";
+import { allColumns, csvColumns, isDefault, loadChoice, renderChooser } from "./runs_columns.js";
+import { groupsParams, initGroups, updateGroups } from "./runs_groups.js";
 
 const PAGE = 50;
 const REFRESH_MS = 3000;
@@ -25,7 +30,7 @@ const FILTERS = [
 ];
 
 const COLUMNS = allColumns(pageData.schema);
-let shown = loadChoice(COLUMNS);
+let shown = loadChoice(COLUMNS, new URLSearchParams(location.search).get("cols"));
 // numbers and times sort best/newest first on the first click
 const DESC_FIRST = new Set(["id", "progress", "final_test_acc", "best_test_acc", "duration_seconds", "queued_at", "started_at", "finished_at"]);
 
@@ -52,6 +57,8 @@ const state = {
 };
 for (const f of FILTERS) if (url.get(f.key)) state.filters[f.key] = url.get(f.key);
 const selected = new Set();
+// Every run the filters match is selected (across pages), not only the ids in `selected`.
+let matching = false;
 let lastPage = null;
 
 function query() {
@@ -63,13 +70,38 @@ function query() {
   return q;
 }
 
+/** The filters as GET /api/runs takes them: a URLSearchParams. */
+function filterParams() {
+  const q = new URLSearchParams();
+  for (const [k, v] of Object.entries(state.filters)) if (v !== "") q.set(k, v);
+  return q;
+}
+
+/** The filters as POST /api/runs/bulk takes them: a JSON object. */
+function filterBody() {
+  const out = {};
+  for (const f of FILTERS) {
+    const v = state.filters[f.key];
+    if (v === undefined || v === "") continue;
+    out[f.key] = f.key === "status" ? [v] : f.numeric ? Number(v) : v;
+  }
+  return out;
+}
+
 function syncUrl() {
   const q = query();
   q.delete("limit");
   if (state.offset === 0) q.delete("offset");
   if (state.sort === "-id") q.delete("sort");
+  if (!isDefault(shown)) q.set("cols", shown.join(","));
+  for (const [k, v] of groupsParams()) q.set(k, v);
   const s = q.toString();
   history.replaceState(null, "", s ? `?${s}` : location.pathname);
+  // the export follows the view: these filters, this order, the shown columns
+  const csv = filterParams();
+  csv.set("sort", state.sort);
+  csv.set("columns", csvColumns(COLUMNS, shown).join(","));
+  byId("export-view").href = `/api/runs.csv?${csv}`;
 }
 
 function setSort(sort) {
@@ -143,6 +175,8 @@ function setFilter(key, value) {
   if (value === "") delete state.filters[key];
   else state.filters[key] = value;
   state.offset = 0;
+  matching = false; // "all matching" meant the old filters
+  selectionChanged();
   const control = byId(`filter-${key}`);
   if (control && control.value !== value) control.value = value;
   filtersChanged();
@@ -199,12 +233,63 @@ function renderHead() {
 function toggle(id, on) {
   if (on) selected.add(id);
   else selected.delete(id);
+  if (!on) matching = false; // one run left out: the selection is the ids again
   const row = document.querySelector(`#runs-body tr[data-run="${id}"]`);
   if (row) row.classList.toggle("selected", on);
+  selectionChanged();
+}
+
+/** How many runs are selected: every match of the filters, or the ids picked. */
+function selectedCount() {
+  return matching && lastPage ? lastPage.total : selected.size;
+}
+
+function selectionChanged() {
+  const n = selectedCount();
   const btn = byId("compare-btn");
   btn.disabled = selected.size === 0;
   btn.textContent = selected.size ? `Compare selected (${selected.size})` : "Compare selected";
-  byId("clear-sel").hidden = selected.size === 0;
+  byId("clear-sel").hidden = n === 0;
+  byId("bulk-bar").hidden = n === 0;
+  const filtered = Object.keys(state.filters).length > 0;
+  const runs = (k) => `${k.toLocaleString("en")} run${k === 1 ? "" : "s"}`;
+  byId("bulk-count").textContent = matching
+    ? `All ${runs(n)}${filtered ? " matching the filters" : ""} selected`
+    : `${runs(n)} selected`;
+  // the whole page is picked and there is more: offer every run the filters match
+  const page = lastPage ? lastPage.items : [];
+  const more = !matching && lastPage && lastPage.total > n && page.length > 0 && page.every((r) => selected.has(r.id));
+  const offer = byId("select-matching");
+  offer.hidden = !more;
+  if (more) offer.textContent = `Select all ${runs(lastPage.total)}${filtered ? " matching the filters" : ""}`;
+}
+
+/** What a bulk action acts on (runs_bulk.js). */
+function bulkTarget() {
+  if (matching && lastPage) {
+    const filtered = Object.keys(state.filters).length > 0;
+    return {
+      filter: filterBody(),
+      count: lastPage.total,
+      what: filtered ? "Every run that matches the filters, on every page." : "Every run, on every page.",
+    };
+  }
+  const ids = [...selected].sort((a, b) => a - b);
+  const shownIds = ids.slice(0, 20).map((i) => `#${i}`);
+  const rest = ids.length > 20 ? ` and ${ids.length - 20} more` : "";
+  return { ids, count: ids.length, what: `Runs ${shownIds.join(", ")}${rest}.` };
+}
+
+function bulkDone(action, answer) {
+  if (action === "delete") {
+    for (const r of answer.results) if (r.outcome === "done") selected.delete(r.id);
+    if (matching) {
+      matching = false;
+      selected.clear();
+    }
+  }
+  selectionChanged();
+  refresh();
 }
 
 function tagChips(tags) {
@@ -221,7 +306,7 @@ function cell(run, col) {
       return el("input", {
         type: "checkbox",
         "data-run": run.id,
-        checked: selected.has(run.id),
+        checked: matching || selected.has(run.id),
         "aria-label": `Select run ${run.id}`,
         onchange: (e) => toggle(run.id, e.target.checked),
       });
@@ -312,7 +397,8 @@ function renderRows(page) {
   const body = clear(byId("runs-body"));
   const cols = visibleColumns();
   for (const run of page.items) {
-    const tr = el("tr", { "data-run": run.id, "data-status": run.status, class: selected.has(run.id) ? "selected" : "" });
+    const picked = matching || selected.has(run.id);
+    const tr = el("tr", { "data-run": run.id, "data-status": run.status, class: picked ? "selected" : "" });
     if (run.error) tr.title = `Error: ${run.error}`;
     for (const col of cols) {
       const classes = [`c-${col.key.replace(/\./g, "-")}`, col.cls, col.num ? "num" : ""];
@@ -326,7 +412,7 @@ function renderRows(page) {
     body.append(el("tr", {}, el("td", { colspan: cols.length, class: "muted" }, "No runs match these filters.")));
   }
   const pageBox = byId("select-page");
-  if (pageBox) pageBox.checked = page.items.length > 0 && page.items.every((r) => selected.has(r.id));
+  if (pageBox) pageBox.checked = page.items.length > 0 && (matching || page.items.every((r) => selected.has(r.id)));
 }
 
 function renderPager(page) {
@@ -382,9 +468,13 @@ async function refresh() {
   const empty = page.total === 0 && !Object.keys(state.filters).length;
   byId("runs-empty").hidden = !empty;
   byId("runs-panel").hidden = empty;
+  byId("groups-box").hidden = empty;
   lastPage = page;
+  if (matching) for (const run of page.items) selected.add(run.id);
   renderRows(page);
   renderPager(page);
+  selectionChanged();
+  updateGroups(filterParams());
   byId("updated").textContent = `updated ${new Date().toLocaleTimeString()}`;
 }
 
@@ -392,6 +482,7 @@ function columnsChanged(keys) {
   shown = keys;
   renderHead();
   renderSortSelect();
+  syncUrl();
   if (lastPage) renderRows(lastPage);
 }
 
@@ -399,8 +490,14 @@ byId("compare-btn").addEventListener("click", () => {
   const ids = [...selected].sort((a, b) => a - b);
   if (ids.length) location.href = `/compare?run_ids=${ids.join(",")}`;
 });
+byId("select-matching").addEventListener("click", () => {
+  matching = true;
+  selectionChanged();
+});
 byId("clear-sel").addEventListener("click", () => {
+  matching = false;
   for (const id of [...selected]) toggle(id, false);
+  selectionChanged();
   for (const box of document.querySelectorAll("#runs-body input[type=checkbox]")) box.checked = false;
   const pageBox = byId("select-page");
   if (pageBox) pageBox.checked = false;
@@ -408,12 +505,16 @@ byId("clear-sel").addEventListener("click", () => {
 byId("clear-filters").addEventListener("click", () => {
   state.filters = {};
   state.offset = 0;
+  matching = false;
+  selectionChanged();
   renderFilters();
   refresh();
 });
 
 renderFilters();
 renderChooser(byId("columns-panel"), COLUMNS, shown, columnsChanged);
+initBulk({ target: bulkTarget, done: bulkDone });
+initGroups({ schema: pageData.schema, params: url, filters: filterParams, changed: syncUrl });
 // phones: the filters fold away until asked for (unless some are set)
 if (window.innerWidth < 700 && !Object.keys(state.filters).length) byId("filters-box").open = false;
 renderHead();

@@ -1,6 +1,7 @@
 /* The runs table's columns: every one the user can show (run facts, results, throughput and
  * any config field), which are shown and in what order, remembered in localStorage across
- * visits, and the chooser panel that edits that choice. */
+ * visits (a shared link's `cols=` wins), the chooser panel that edits that choice, and the
+ * CSV columns (GET /api/runs.csv?columns=) that export what is shown. */
 
 import { breakable, el, clear } from "../lib/dom.js";
 import { fieldLabel } from "../lib/format.js";
@@ -8,7 +9,8 @@ import { fieldLabel } from "../lib/format.js";
 const STORE = "resnet-lab.runs.columns.v1";
 
 // key: column id; sort: the API's sort key (none = the server cannot sort on it);
-// num: right-aligned; group: where the chooser lists it.
+// num: right-aligned; group: where the chooser lists it; csv: the CSV columns it exports as
+// (its own key when not given; none for the ETA, which is a guess of the moment).
 const BASE = [
   { key: "name", title: "Name", group: "Run" },
   { key: "status", title: "Status", sort: "status", group: "Run" },
@@ -19,14 +21,14 @@ const BASE = [
   { key: "augmentation", title: "Augmentation", sort: "augmentation", group: "Factors" },
   { key: "seed", title: "Seed", sort: "seed", num: true, group: "Factors" },
   { key: "sweep_id", title: "Grid", sort: "sweep_id", group: "Run" },
-  { key: "progress", title: "Epochs", sort: "progress", group: "Progress" },
+  { key: "progress", title: "Epochs", sort: "progress", group: "Progress", csv: ["epochs_done", "epochs_total"] },
   { key: "final_test_acc", title: "Final acc.", sort: "final_test_acc", num: true, group: "Results" },
   { key: "best_test_acc", title: "Best acc.", sort: "best_test_acc", num: true, group: "Results" },
   { key: "best_epoch", title: "Best epoch", sort: "best_epoch", num: true, group: "Results" },
   { key: "images_per_second", title: "Images/s", num: true, group: "Throughput" },
   { key: "seconds_per_epoch", title: "s/epoch", num: true, group: "Throughput" },
-  { key: "duration_seconds", title: "Duration", sort: "duration_seconds", num: true, group: "Progress" },
-  { key: "eta_seconds", title: "ETA", num: true, group: "Progress" },
+  { key: "duration_seconds", title: "Duration", sort: "duration_seconds", num: true, group: "Progress", csv: ["train_seconds"] },
+  { key: "eta_seconds", title: "ETA", num: true, group: "Progress", csv: [] },
   { key: "queued_at", title: "Queued", sort: "queued_at", group: "Times" },
   { key: "started_at", title: "Started", sort: "started_at", group: "Times" },
   { key: "finished_at", title: "Finished", sort: "finished_at", group: "Times" },
@@ -51,13 +53,16 @@ export function allColumns(schema) {
       title: fieldLabel(name),
       num: prop.type === "integer" || prop.type === "number",
       group: "Config",
+      csv: [name],
     }));
   return [...BASE, ...config];
 }
 
-/** The shown columns in order, from localStorage (unknown keys dropped) or the default. */
-export function loadChoice(columns) {
+/** The shown columns in order: those of a shared link (`cols=`, comma-separated) if given,
+ * else from localStorage, else the default; unknown keys dropped. */
+export function loadChoice(columns, fromUrl = null) {
   const known = new Set(columns.map((c) => c.key));
+  if (fromUrl !== null) return fromUrl.split(",").filter((k) => known.has(k));
   try {
     const saved = JSON.parse(localStorage.getItem(STORE) || "null");
     if (Array.isArray(saved)) return saved.filter((k) => known.has(k));
@@ -65,6 +70,21 @@ export function loadChoice(columns) {
     // a broken entry: fall back to the default
   }
   return SHOWN_BY_DEFAULT.filter((k) => known.has(k));
+}
+
+/** Whether `keys` is the default choice (a link need not name it). */
+export function isDefault(keys) {
+  return keys.join(",") === SHOWN_BY_DEFAULT.join(",");
+}
+
+/** The CSV columns that export the shown ones: the run id first, then each shown column's. */
+export function csvColumns(columns, keys) {
+  const byKey = new Map(columns.map((c) => [c.key, c]));
+  const out = ["run_id"];
+  for (const key of keys) {
+    for (const name of byKey.get(key)?.csv ?? [key]) if (!out.includes(name)) out.push(name);
+  }
+  return out;
 }
 
 function saveChoice(keys) {
