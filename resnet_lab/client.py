@@ -237,6 +237,37 @@ class Lab:
         """Removes a final run with its metrics and checkpoint (409 while queued/running)."""
         self.request("DELETE", f"/api/runs/{_id(run)}")
 
+    def bulk(
+        self,
+        action: str,
+        runs: Target | None = None,
+        *,
+        tags: Iterable[str] = (),
+        **filters: Any,
+    ) -> dict[str, Any]:
+        """One action ("tag", "untag", "cancel", "retry", "delete") on many runs in one
+        request: the runs given (ids, Runs, sweeps), or else every run that matches the
+        filters (those of runs(): status, sweep, q, tag, dataset, activation...; none: every
+        run). At most 1000 runs. The answer: `done`, `skipped` and, per run, `{id, outcome,
+        status, reason}`; a run the action does not apply to is skipped, not an error."""
+        body: dict[str, Any] = {"action": action}
+        if runs is not None:
+            if filters:
+                raise TypeError("bulk: give runs or filters, not both")
+            body["ids"] = list(self._runs_of(runs, fetch=False))
+        else:
+            wanted = {k: v for k, v in filters.items() if v is not None}
+            if isinstance(wanted.get("status"), str):
+                wanted["status"] = [wanted["status"]]
+            elif "status" in wanted:
+                wanted["status"] = list(wanted["status"])
+            if "sweep" in wanted:
+                wanted["sweep_id"] = _id(wanted.pop("sweep"))
+            body["filter"] = wanted
+        if tags:
+            body["tags"] = list(tags)
+        return self._json("POST", "/api/runs/bulk", json=body)
+
     _UNSET: Any = object()
 
     def edit(

@@ -99,6 +99,29 @@ def test_runs_reads_every_page_with_the_filters():
     assert mock_lab(handler).runs(limit=7).__len__() == 7
 
 
+def test_bulk_sends_many_runs_or_a_filter_in_one_request():
+    sent: list[dict] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        assert (request.method, request.url.path) == ("POST", "/api/runs/bulk")
+        sent.append(json.loads(request.content))
+        return httpx.Response(200, json={"action": "tag", "requested": 0, "done": 0,
+                                         "skipped": 0, "results": []})  # fmt: skip
+
+    lab = mock_lab(handler)
+    lab.bulk("tag", [3, resnet_lab.Run.from_json(fake_run(5)), 3], tags=["keep"])
+    lab.bulk("cancel", status="queued", sweep=4, activation="tanh", q=None)
+    lab.bulk("retry")
+    assert sent == [
+        {"action": "tag", "ids": [3, 5], "tags": ["keep"]},
+        {"action": "cancel", "filter": {"status": ["queued"], "sweep_id": 4,
+                                        "activation": "tanh"}},
+        {"action": "retry", "filter": {}},
+    ]  # fmt: skip
+    with pytest.raises(TypeError):
+        lab.bulk("delete", [1], status="failed")
+
+
 def test_metrics_are_long_and_batched_under_the_api_limit():
     calls = []
 
