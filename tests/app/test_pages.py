@@ -130,7 +130,7 @@ def test_every_script_and_stylesheet_of_a_page_is_served(client, path):
 @pytest.mark.parametrize("path", ["/runs/7", "/sweeps/2", "/compare?run_ids=1,2"])
 def test_chart_pages_load_plotly_from_the_app_before_their_modules(client, path):
     links = parse(client.get(path).text)
-    plotly_js = [s for s in links.scripts if s.startswith("/static/vendor/plotly.min.js")]
+    plotly_js = [s for s in links.scripts if s.endswith("/plotly/plotly-cartesian.min.js")]
     assert plotly_js, links.scripts
     assert links.modules, "the page's own code is an ES module"
     assert links.scripts.index(plotly_js[0]) == 0
@@ -211,6 +211,15 @@ def test_plotly_js_is_the_installed_packages_file_with_a_js_content_type(client)
     assert response.headers["content-type"].startswith("text/javascript")
     assert response.content == expected
     assert "immutable" in response.headers["cache-control"]
+
+
+def test_the_pages_plotly_bundle_is_the_installed_packages_plotly_js_version():
+    """The partial bundle (scripts/vendor_plotly.sh) and the full one that reports inline
+    are the same plotly.js release: rerun the script after upgrading plotly."""
+    version = re.compile(rb"plotly\.js (?:\(cartesian - minified\) )?v(\S+)")
+    full = (resources.files("plotly") / "package_data" / "plotly.min.js").read_bytes()[:300]
+    partial = (pages.STATIC_DIR / "plotly" / "plotly-cartesian.min.js").read_bytes()[:300]
+    assert version.search(partial).group(1) == version.search(full).group(1)
 
 
 def test_plotly_js_is_gzipped_for_clients_that_accept_it(client):

@@ -44,6 +44,8 @@ TABLE_CUT_JS = """(sel) => {
                   table.getBoundingClientRect().right - window.innerWidth);
 }"""
 
+PARCOORDS = "#compare-parcoords .scatterlayer"
+
 BAND_GROUPS_JS = """() => {
   const div = document.querySelector('#compare-curves');
   return div && div.data ? div.data.filter((t) => t.fill === 'tonexty').length : -1;
@@ -191,7 +193,9 @@ def test_grid_submitted_in_the_browser_trains_live_and_stays_offline(
     # two activations, two runs each: grouped by activation, a mean line and a band per value
     expect(page.locator("#group-by")).to_have_value("activation")
     page.wait_for_function(f"({BAND_GROUPS_JS})() === 2")
-    page.wait_for_function("document.querySelector('#compare-parcoords').data?.length === 1")
+    # parallel coordinates are drawn once scrolled into view: a line per run, and the colour bar
+    page.locator("#compare-parcoords").scroll_into_view_if_needed()
+    page.wait_for_function("document.querySelector('#compare-parcoords').data?.length === 5")
     names = page.evaluate("document.querySelector('#compare-curves').data.map((t) => t.name)")
     assert sum("ReLU (n=2)" in n or "tanh (n=2)" in n for n in names) == 2, names
     rows = page.locator("#diff-table tbody th").all_inner_texts()
@@ -297,10 +301,12 @@ def test_grid_submitted_in_the_browser_trains_live_and_stays_offline(
             (f"/sweeps/{sweep_id}", "grid", "#heatmap-0 .nsewdrag"),
             (f"/runs/{watched}", "run", "#chart-confusion .nsewdrag"),
             ("/sweeps/new", "new-grid", "#factors input"),
-            (f"/compare?run_ids={ids}&group=activation", "compare-grouped", ".parcoords"),
+            (f"/compare?run_ids={ids}&group=activation", "compare-grouped", PARCOORDS),
             ("/docs", "docs", ".opblock"),
         ]:
             page.goto(server.url + path)
+            if ready == PARCOORDS:  # drawn once scrolled into view
+                page.locator("#compare-parcoords").scroll_into_view_if_needed()
             expect(page.locator(ready).first).to_be_visible()
             assert page.evaluate(OVERFLOW_JS) <= 0, f"{path} is wider than a {width}px screen"
             page.mouse.move(0, 0)  # no hover label in the picture

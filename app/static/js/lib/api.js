@@ -121,6 +121,21 @@ export async function api(path, { method = "GET", body, signal } = {}) {
   return data;
 }
 
+/** Epoch rows ([{epoch, lr, test_acc, ...}]) from a run's epochs in columns, as the metrics
+ * endpoints send them with `format=columns` (one list per field: far less to send and
+ * parse than one object per epoch). */
+export function epochRows(columns) {
+  const fields = Object.keys(columns).filter((k) => Array.isArray(columns[k]));
+  const n = (columns.epoch || []).length;
+  const rows = new Array(n);
+  for (let i = 0; i < n; i++) {
+    const row = {};
+    for (const f of fields) row[f] = columns[f][i];
+    rows[i] = row;
+  }
+  return rows;
+}
+
 /** Every item of a paginated list endpoint (items/total/limit/offset). */
 export async function apiAll(path, params = {}, pageSize = 500) {
   const items = [];

@@ -6,13 +6,15 @@
  *   heatmap(div, spec)             a matrix of values with text in every cell
  *   confusion(div, classes, m)     a confusion matrix (counts, row-normalised colour)
  *   bars(div, spec)                bars from 0 with error bars and labels clear of them
- *   parcoords(div, spec)           parallel coordinates of factors vs accuracy
+ *   parcoords(div, spec)           parallel coordinates of factors vs accuracy (SVG lines;
+ *                                  drawn once scrolled into view, after the first chart)
  *   interaction(div, spec)         an interaction plot: one line per level of a factor
  *                                  across the levels of another, with interval bars
  *   scatter(div, spec)             one point per run: a field's value against a metric
  *
- * Plotly.js is a classic script served by the app (/static/vendor/plotly.min.js), loaded
- * before the page's modules; it is never fetched from a CDN.
+ * Plotly.js is a classic script served by the app (app/static/plotly/, the partial bundle
+ * with the cartesian trace types: scatter, bar, heatmap), loaded before the page's modules;
+ * it is never fetched from a CDN.
  */
 
 const Plotly = window.Plotly;
@@ -66,6 +68,13 @@ function axis(title, extra = {}) {
   };
 }
 
+// The page's first chart on screen: marked "first-chart" in the Performance API (what
+// bench/pages.py reports), and what costly charts below it wait for (later()).
+let firstDrawn;
+const firstChart = new Promise((resolve) => {
+  firstDrawn = resolve;
+});
+
 function plot(div, data, layout, config = CONFIG) {
   // Plotly's "responsive" follows the window only; a panel that narrows because another was
   // added beside it (grid panels appear as runs finish) must redraw at its new width.
@@ -75,7 +84,48 @@ function plot(div, data, layout, config = CONFIG) {
       if (div.data && div.offsetWidth) Plotly.Plots.resize(div);
     }).observe(div);
   }
-  return Plotly.react(div, data, layout, config);
+  return Plotly.react(div, data, layout, config).then((gd) => {
+    if (firstDrawn) {
+      performance.mark("first-chart");
+      firstDrawn();
+      firstDrawn = null;
+    }
+    return gd;
+  });
+}
+
+const idle = () => new Promise((resolve) => (window.requestIdleCallback || setTimeout)(resolve, { timeout: 2000 }));
+
+/**
+ * Draws a costly chart (a WebGL context and its readPixels) only once its div comes near
+ * the viewport, and never before the page's first other chart is drawn or the page is idle:
+ * it must not hold up what is above it. Until then the latest draw asked for replaces the
+ * one pending; once drawn, redraws go straight through. purge() drops a pending draw.
+ */
+function later(div, draw) {
+  if (div._rlDrawn) return draw();
+  div._rlPending = draw;
+  if (!div._rlWaiting) {
+    div._rlWaiting = new Promise((resolve) => {
+      const seen = new IntersectionObserver(
+        (entries) => {
+          if (!entries.some((e) => e.isIntersecting)) return;
+          seen.disconnect();
+          Promise.race([firstChart, idle()]).then(() => {
+            const pending = div._rlPending;
+            div._rlPending = null;
+            div._rlWaiting = null;
+            if (!pending) return resolve(div);
+            div._rlDrawn = true;
+            resolve(pending());
+          });
+        },
+        { rootMargin: "200px" },
+      );
+      seen.observe(div);
+    });
+  }
+  return div._rlWaiting;
 }
 
 const plain = (text) => String(text).replace(/[<>&]/g, "");
@@ -399,29 +449,122 @@ export function scatter(div, spec) {
   });
 }
 
+// Plotly's Viridis, for the lines of parallel coordinates (one colour per line).
+const VIRIDIS = ["#440154", "#48186a", "#472d7b", "#424086", "#3b528b", "#33638d", "#2c728e", "#26828e", "#21918c",
+  "#1fa088", "#28ae80", "#3fbc73", "#5ec962", "#84d44b", "#addc30", "#d8e219", "#fde725"];
+
+function viridis(t) {
+  const at = Math.min(Math.max(Number.isFinite(t) ? t : 1, 0), 1) * (VIRIDIS.length - 1);
+  const i = Math.min(Math.floor(at), VIRIDIS.length - 2);
+  const [a, b] = [VIRIDIS[i], VIRIDIS[i + 1]].map((hex) => parseInt(hex.slice(1), 16));
+  const mix = (shift) => Math.round(((a >> shift) & 255) * (i + 1 - at) + ((b >> shift) & 255) * (at - i));
+  return `rgb(${mix(16)},${mix(8)},${mix(0)})`;
+}
+
+function extent(values) {
+  const finite = values.filter((v) => Number.isFinite(v));
+  return finite.length ? [Math.min(...finite), Math.max(...finite)] : [0, 1];
+}
+
+/** About five round numbers from lo to hi (steps of 1, 2 or 5 times a power of ten). */
+function niceTicks(lo, hi) {
+  const raw = (hi - lo) / 5;
+  const power = 10 ** Math.floor(Math.log10(raw));
+  const step = [1, 2, 5, 10].map((m) => m * power).find((s) => s >= raw) || raw;
+  const out = [];
+  for (let v = Math.ceil(lo / step) * step; v <= hi + step * 1e-9; v += step) out.push(Number(v.toPrecision(12)));
+  return out;
+}
+
 /**
- * Parallel coordinates. spec: {dimensions: [{label, values, ticktext?, tickvals?, range?}],
- * color: [values] (the last dimension is usually final accuracy), colorTitle}
+ * Parallel coordinates, in SVG: one line per item across one vertical axis per dimension,
+ * coloured by `color` (Viridis, with a colour bar); hovering a line names all its values.
+ * (Plotly's own parcoords trace needs WebGL and the full plotly.js bundle.)
+ * spec: {dimensions: [{label, values, ticktext?, tickvals?, range?, tickformat?}],
+ *        color: [values] (the last dimension is usually final accuracy), colorTitle, title}
  */
 export function parcoords(div, spec) {
   const narrow = div.clientWidth < 600;
-  const data = [
-    {
-      type: "parcoords",
-      line: {
-        color: spec.color,
-        colorscale: "Viridis",
-        showscale: !narrow, // the last axis is the same accuracy; phones need the room
-        colorbar: { title: { text: spec.colorTitle || "", side: "right" }, thickness: 12, len: 0.8, y: 0, yanchor: "bottom" },
-      },
-      dimensions: spec.dimensions,
-      labelfont: { size: 12 },
-      tickfont: { size: 11 },
+  const dims = spec.dimensions;
+  const count = dims.length ? dims[0].values.length : 0;
+  const scales = dims.map((d) => {
+    let [lo, hi] = d.range || extent(d.values);
+    if (hi === lo) [lo, hi] = [lo - 0.5, hi + 0.5];
+    return { lo, hi };
+  });
+  const pos = (j, v) => (v - scales[j].lo) / (scales[j].hi - scales[j].lo);
+  const digits = (d) => /^\.(\d)f$/.exec(d.tickformat || "");
+  const shown = (d, v) => {
+    if (d.ticktext) return d.ticktext[d.tickvals.indexOf(v)];
+    const fixed = digits(d);
+    return fixed ? v.toFixed(Number(fixed[1])) : String(Number(v.toPrecision(4)));
+  };
+  const [cmin, cmax] = extent(spec.color);
+  const xs = dims.map((_, j) => j);
+  // the best lines last, so that they are drawn on top
+  const order = [...Array(count).keys()].sort((a, b) => spec.color[a] - spec.color[b]);
+  const data = order.map((i) => {
+    const text = dims.map((d) => `${plain(d.label)}: ${plain(shown(d, d.values[i]))}`).join("<br>");
+    return {
+      type: "scatter",
+      mode: "lines",
+      x: xs,
+      y: dims.map((d, j) => pos(j, d.values[i])),
+      line: { color: viridis(cmax > cmin ? (spec.color[i] - cmin) / (cmax - cmin) : 1), width: 1.6 },
+      opacity: 0.8,
+      showlegend: false,
+      text: xs.map(() => text),
+      hovertemplate: "%{text}<extra></extra>",
+    };
+  });
+  // the colour bar: a marker trace outside the axes' range
+  data.push({
+    type: "scatter",
+    mode: "markers",
+    x: [0, 0],
+    y: [-10, -10],
+    hoverinfo: "skip",
+    showlegend: false,
+    marker: {
+      color: [cmin, cmax],
+      cmin,
+      cmax,
+      colorscale: "Viridis",
+      showscale: !narrow, // the last axis is the same accuracy; phones need the room
+      colorbar: { title: { text: spec.colorTitle || "", side: "right" }, thickness: 12, len: 0.8, y: 0, yanchor: "bottom" },
     },
-  ];
+  });
   const layout = baseLayout({ title: spec.title, showlegend: false });
-  layout.margin = narrow ? { l: 45, r: 70, t: 60, b: 30 } : { l: 70, r: 90, t: 60, b: 30 };
-  return plot(div, data, layout);
+  layout.margin = narrow ? { l: 45, r: 20, t: 60, b: 20 } : { l: 70, r: 40, t: 60, b: 20 };
+  layout.hovermode = "closest";
+  layout.xaxis = {
+    tickvals: xs,
+    ticktext: dims.map((d) => plain(d.label)),
+    side: "top",
+    range: [-0.45, dims.length - 0.55],
+    showgrid: false,
+    zeroline: false,
+    showline: false,
+    ticks: "",
+    fixedrange: true,
+  };
+  layout.yaxis = { range: [-0.04, 1.04], visible: false, fixedrange: true };
+  layout.shapes = xs.map((j) => ({ type: "line", x0: j, x1: j, y0: 0, y1: 1, layer: "below", line: { color: "#9aa3b2", width: 1 } }));
+  layout.annotations = dims.flatMap((d, j) => {
+    const ticks = d.tickvals || niceTicks(scales[j].lo, scales[j].hi);
+    return ticks.map((v) => ({
+      x: j,
+      y: pos(j, v),
+      text: plain(shown(d, v)),
+      showarrow: false,
+      xanchor: "right",
+      xshift: -4,
+      font: { size: 11, color: "#3a4457" },
+      bgcolor: "rgba(255,255,255,0.75)",
+    }));
+  });
+  // below the page's first chart: drawn when scrolled into view
+  return later(div, () => plot(div, data, layout));
 }
 
 /**
@@ -449,6 +592,8 @@ export function factorDimensions(fields, configs, labelOf, valueLabel) {
 }
 
 export function purge(div) {
+  div._rlPending = null;
+  div._rlDrawn = false;
   Plotly.purge(div);
 }
 

@@ -2,7 +2,7 @@
  * one colour per value of a chosen field with mean ± std bands; the config fields that differ
  * and those all runs share; factors against final accuracy in parallel coordinates. */
 
-import { api } from "../lib/api.js";
+import { api, epochRows } from "../lib/api.js";
 import * as Charts from "../lib/charts.js";
 import { breakable, byId, clear, el, poll, toast } from "../lib/dom.js";
 import { configValue, duration, fieldLabel, label, pct, rate } from "../lib/format.js";
@@ -81,8 +81,8 @@ async function load(wantGroup) {
     bodyBox.hidden = true;
     return;
   }
-  const m = await api(`/api/metrics?run_ids=${runs.map((r) => r.id).join(",")}`);
-  rows = new Map((m.runs || []).map((r) => [r.run_id, r.epochs || []]));
+  const m = await api(`/api/metrics?format=columns&run_ids=${runs.map((r) => r.id).join(",")}`);
+  rows = new Map((m.runs || []).map((r) => [r.run_id, epochRows(r)]));
   splitFields();
   renderGroupSelect(wantGroup);
   drawCurves();
@@ -184,7 +184,7 @@ function drawParcoords() {
     return;
   }
   div.hidden = false;
-  note.textContent = `${done.length} finished runs; drag along an axis to filter.${differing.length ? "" : " No config field differs, so only accuracy is shown."}`;
+  note.textContent = `${done.length} finished runs, one line each; point at a line for its values.${differing.length ? "" : " No config field differs, so only accuracy is shown."}`;
   const dims = Charts.factorDimensions(differing, done.map((r) => r.config || {}), fieldLabel, label);
   const acc = done.map((r) => r.final_test_acc * 100);
   dims.push({ label: "final test acc. (%)", values: acc, tickformat: ".1f" });

@@ -2,7 +2,7 @@
  * on, so a reload mid-run is correct), progress and ETA, throughput, name/tags/note, config,
  * environment, and once finished the confusion matrix and per-class accuracy. */
 
-import { api, brokerReachable } from "../lib/api.js";
+import { api, brokerReachable, epochRows } from "../lib/api.js";
 import * as Charts from "../lib/charts.js";
 import { breakable, byId, clear, debounce, el, poll } from "../lib/dom.js";
 import { configValue, duration, eta, factorLine, num, pct, rate, when } from "../lib/format.js";
@@ -56,8 +56,8 @@ function addEpoch(row) {
 }
 
 async function loadMetrics() {
-  const m = await api(`/api/runs/${runId}/metrics`);
-  epochs = (m.epochs || []).slice().sort((a, b) => a.epoch - b.epoch);
+  const m = await api(`/api/runs/${runId}/metrics?format=columns`);
+  epochs = epochRows(m); // in epoch order
   await drawCurves();
 }
 
@@ -138,8 +138,8 @@ function setRun(data) {
 /** Draw any stored epoch the stream did not deliver. */
 async function catchUp() {
   try {
-    const m = await api(`/api/runs/${runId}/metrics`);
-    for (const row of (m.epochs || []).slice().sort((a, b) => a.epoch - b.epoch)) addEpoch(row);
+    const m = await api(`/api/runs/${runId}/metrics?format=columns`);
+    for (const row of epochRows(m)) addEpoch(row); // in epoch order
   } catch (e) {
     if (e.status !== 401) console.warn("could not load the last epochs:", e.message);
   }

@@ -32,15 +32,15 @@ export async function drawOverlay() {
     div.textContent = "No runs in this cell.";
     return;
   }
-  const data = await api(`/api/metrics?run_ids=${overlay.runIds.slice(0, 50).join(",")}`);
+  const data = await api(`/api/metrics?format=columns&run_ids=${overlay.runIds.slice(0, 50).join(",")}`);
   const series = [];
   (data.runs || []).forEach((m, i) => {
     const run = state.runs.get(m.run_id) || {};
     const seed = run.config ? ` seed ${run.config.seed}` : "";
     const color = Charts.PALETTE[i % Charts.PALETTE.length];
-    const x = m.epochs.map((e) => e.epoch);
-    series.push({ name: `#${m.run_id}${seed} test`, group: `r${m.run_id}`, x, y: m.epochs.map((e) => e.test_acc), color });
-    series.push({ name: `#${m.run_id}${seed} train`, group: `r${m.run_id}`, x, y: m.epochs.map((e) => e.train_acc), color, dash: "dot", width: 1.5 });
+    const x = m.epoch; // one list per field (format=columns)
+    series.push({ name: `#${m.run_id}${seed} test`, group: `r${m.run_id}`, x, y: m.test_acc, color });
+    series.push({ name: `#${m.run_id}${seed} train`, group: `r${m.run_id}`, x, y: m.train_acc, color, dash: "dot", width: 1.5 });
   });
   if (!div.data) div.textContent = "";
   await Charts.curves(div, series, { ytitle: "accuracy (%)", percent: true });

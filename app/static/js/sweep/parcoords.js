@@ -17,7 +17,7 @@ export function renderParcoords() {
     return;
   }
   div.hidden = false;
-  note.textContent = `${done.length} succeeded runs; drag along an axis to filter.`;
+  note.textContent = `${done.length} succeeded runs, one line each; point at a line for its values.`;
   const fields = [...(state.sweep.factors || [])];
   if ((state.sweep.seeds || []).length > 1) fields.push("seed");
   const dims = Charts.factorDimensions(fields, done.map((r) => r.config || {}), fieldLabel, label);
