@@ -55,8 +55,11 @@ function addEpoch(row) {
   refreshRunSoon();
 }
 
-async function loadMetrics() {
-  const m = await api(`/api/runs/${runId}/metrics?format=columns`);
+const metricsUrl = `/api/runs/${runId}/metrics?format=columns`;
+
+/** The stored epochs, drawn; `asked`: their request, when already sent. */
+async function loadMetrics(asked) {
+  const m = await (asked || api(metricsUrl));
   epochs = epochRows(m); // in epoch order
   await drawCurves();
 }
@@ -138,7 +141,7 @@ function setRun(data) {
 /** Draw any stored epoch the stream did not deliver. */
 async function catchUp() {
   try {
-    const m = await api(`/api/runs/${runId}/metrics?format=columns`);
+    const m = await api(metricsUrl);
     for (const row of epochRows(m)) addEpoch(row); // in epoch order
   } catch (e) {
     if (e.status !== 401) console.warn("could not load the last epochs:", e.message);
@@ -344,6 +347,9 @@ function renderResult() {
 byId("loss-log").addEventListener("change", (e) => charts.setLogLoss(e.target.checked, run, epochs));
 
 async function start() {
+  // the run and its epochs asked for together: the curves need not wait for the run
+  const asked = api(metricsUrl);
+  asked.catch(() => {}); // a missing run fails both; the run's answer says so below
   try {
     setRun(await api(`/api/runs/${runId}`));
   } catch (e) {
@@ -355,7 +361,7 @@ async function start() {
     }
     return;
   }
-  await loadMetrics();
+  await loadMetrics(asked).catch(() => loadMetrics());
   renderProgress();
   renderThroughput();
   if (CHANGING.has(run.status)) openStream();
