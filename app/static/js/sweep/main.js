@@ -38,8 +38,11 @@ function renderSummary() {
   renderMarginals();
   renderBaselineSelect();
   renderParcoords();
-  renderAnalysis().catch(() => {}); // its own requests: the heatmaps need not wait for them
-  return renderHeatmaps();
+  const heatmaps = renderHeatmaps();
+  // The analysis's requests (model fits on the server) go once the heatmaps are drawn: they
+  // would hold up the heatmaps' own, and nothing waits for them.
+  heatmaps.catch(() => {}).then(() => renderAnalysis().catch(() => {}));
+  return heatmaps;
 }
 
 async function refreshSummary() {
