@@ -19,6 +19,7 @@ import logging
 import sys
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -28,8 +29,8 @@ from tqdm import tqdm
 from trainer import checkpoint
 from trainer.augment import to_float
 from trainer.config import TrainConfig, check_packable, pack_key  # noqa: F401 (re-exported)
-from trainer.loop import EVAL_BATCH_SIZE, OnBatch, _result, describe_start, load_on_device
-from trainer.packed_members import Member, Pack, start_member
+from trainer.loop import EVAL_BATCH_SIZE, DeviceData, OnBatch, describe_start, load_on_device
+from trainer.packed_members import Member, Pack
 from trainer.packed_step import packed_batch, packed_train_step
 from trainer.precision import Runtime, select_runtime
 from trainer.results import EpochMetrics, RunResult
@@ -74,179 +75,220 @@ def train_packed(
         raise ValueError("two members of a pack cannot share a checkpoint directory")
 
     started = time.perf_counter()
-    first = configs[0]
-    runtime = select_runtime(first)
-    data, train_x, train_y, test_x, test_y, normalize = load_on_device(first, data_dir, runtime)
+    runtime = select_runtime(configs[0])
+    data = load_on_device(configs[0], data_dir, runtime)
+    members = []
+    for i, (config, directory) in enumerate(zip(configs, dirs)):
+        member = Member.start(config, runtime, len(data.classes), directory)
+        member.index = i
+        log.info("pack member %s: %s", i, describe_start(member.resumed_from, config.epochs))
+        members.append(member)
+    hooks = _Hooks(on_epoch, should_stop, on_batch, on_leave, on_checkpoint, may_checkpoint)
+    run = _PackedRun(members, data, runtime, hooks, started, checkpoint_seconds, progress)
+    try:
+        run.train()
+    finally:
+        run.close_bars()
+    return [run.result(m) for m in members]
 
-    num_classes, n, batch = len(data.classes), len(train_y), first.batch_size
-    members = [
-        start_member(i, config, runtime, num_classes, d)
-        for i, (config, d) in enumerate(zip(configs, dirs))
-    ]
-    for m in members:
-        log.info("pack member %s: %s", m.index, describe_start(m.resumed_from, m.config.epochs))
 
-    def result(m: Member) -> RunResult:
-        return _result(
-            m.config, m.history, data.classes, m.confusion, runtime, m.warnings, m.stopped,
-            m.resumed_from, m.total_seconds,
+@dataclass
+class _Hooks:
+    """train_packed's callbacks, each for member i (None: not given)."""
+
+    on_epoch: Callable[[int, EpochMetrics], None] | None
+    should_stop: Callable[[int], bool] | None
+    on_batch: OnBatch | None
+    on_leave: Callable[[int, RunResult], None] | None
+    on_checkpoint: Callable[[int, Path], None] | None
+    may_checkpoint: Callable[[int], bool] | None
+
+    def stop_asked(self, member: Member) -> bool:
+        return self.should_stop is not None and self.should_stop(member.index)
+
+
+class _PackedRun:
+    """The members still training, the pack they train in, and where the epoch under way
+    stands; train() reads as the steps of one batch."""
+
+    def __init__(
+        self,
+        members: list[Member],
+        data: DeviceData,
+        runtime: Runtime,
+        hooks: _Hooks,
+        started: float,
+        checkpoint_seconds: float,
+        progress: bool,
+    ) -> None:
+        self.members, self.data, self.runtime, self.hooks = members, data, runtime, hooks
+        self.started, self.progress = started, progress
+        self.batch_size = members[0].config.batch_size
+        self.batches_per_epoch = -(-len(data.train_y) // self.batch_size)
+        self.cadence = checkpoint.Cadence(checkpoint_seconds)
+        self.active = [m for m in members if not m.done]
+        self.pack: Pack | None = None  # built from the active members when a batch needs it
+        self.batches_done = 0  # of the epoch under way; 0 between epochs
+        self.batch_bar = None
+        self.epochs_bar = tqdm(
+            total=sum(m.config.epochs for m in members), initial=sum(m.epoch for m in members),
+            desc="epochs", unit="ep", disable=not progress, file=sys.stderr, dynamic_ncols=True,
         )  # fmt: skip
 
-    def leave(leaving: list[Member]) -> None:
-        for member in leaving:
-            member.total_seconds = member.elapsed_before + time.perf_counter() - started
-            if on_leave is not None:
-                on_leave(member.index, result(member))
+    @property
+    def between_epochs(self) -> bool:
+        return self.batches_done == 0
 
-    saved_at = {m.index: m.epochs_done for m in members}
+    def train(self) -> None:
+        self._leave([m for m in self.members if m not in self.active])
+        while self.active:
+            self._drop_stopped()
+            if not self.active:
+                return
+            if self.between_epochs:
+                self._begin_epoch()
+            self._train_batch()
+            if self.batches_done == self.batches_per_epoch:
+                self._end_epoch()
 
-    def write(m: Member) -> None:
-        fence = None if may_checkpoint is None else (lambda: may_checkpoint(m.index))
-        path = m.save_checkpoint(time.perf_counter() - started, fence)
-        if path is None:
-            return  # fenced off: this process no longer owns the member's run
-        saved_at[m.index] = m.epochs_done
-        if on_checkpoint is not None:
-            on_checkpoint(m.index, path)
+    def result(self, member: Member) -> RunResult:
+        return member.result(self.data.classes, self.runtime, member.stopped, member.left_after)
 
-    cadence = checkpoint.Cadence(checkpoint_seconds)
+    def close_bars(self) -> None:
+        if self.batch_bar is not None:
+            self.batch_bar.close()
+        self.epochs_bar.close()
 
-    def save(candidates: list[Member], epoch_seconds: float = 0.0, force: bool = False) -> None:
-        """Checkpoint members with unsaved epochs, when due (or forced), unless told to stop."""
-        if not force and not cadence.due(epoch_seconds):
+    def _drop_stopped(self) -> None:
+        """Members whose stop was asked for leave, checkpointed if between epochs."""
+        leaving = [m for m in self.active if self.hooks.stop_asked(m)]
+        if not leaving:
             return
-        due = [
-            m for m in candidates
-            if m.checkpoint_dir is not None and saved_at[m.index] != m.epochs_done
-            and not (should_stop is not None and should_stop(m.index))
-        ]  # fmt: skip
-        if due:
-            writing = time.perf_counter()
-            if pack is not None:
-                pack.store()
-            for m in due:
-                write(m)
-            cadence.wrote((time.perf_counter() - writing) / len(due))
+        for member in leaving:
+            member.stopped = True
+        self._unpack()
+        if self.between_epochs:  # the members' weights are their last finished epoch's
+            for member in leaving:
+                if member.unsaved:
+                    self._write(member)
+        self._leave(leaving)
 
-    active = [m for m in members if m.epochs_done < m.config.epochs]
-    leave([m for m in members if m not in active])
-    pack: Pack | None = None
-    pos = 0  # start of the next batch in the epoch under way: the same for every member
-    epochs_bar = tqdm(
-        total=sum(c.epochs for c in configs), initial=sum(m.epochs_done for m in members),
-        desc="epochs", unit="ep", disable=not progress, file=sys.stderr, dynamic_ncols=True,
-    )  # fmt: skip
-    batches = None
-    try:
-        while active:
-            leaving = [m for m in active if should_stop is not None and should_stop(m.index)]
-            if leaving:
-                for member in leaving:
-                    member.stopped = True
-                if pack is not None:
-                    pack.store()
-                    pack = None
-                if pos == 0:  # between epochs: the members' weights are their last epoch's
-                    for m in leaving:
-                        if m.checkpoint_dir is not None and saved_at[m.index] != m.epochs_done:
-                            write(m)
-                leave(leaving)
-                active = [m for m in active if not m.stopped]
-                if not active:
-                    break
-            if pos == 0:
-                # After the stop checks: a member that leaves at the boundary keeps the lr
-                # and shuffle state of its last finished epoch in its checkpoint.
-                for member in active:
-                    if member.order is None:
-                        member.begin_epoch(n, runtime.device)
-                if batches is None:
-                    lo, hi = min(m.epoch for m in active), max(m.epoch for m in active)
-                    batches = tqdm(
-                        total=-(-n // batch), desc=f"epoch {lo}" + (f"-{hi}" if hi > lo else ""),
-                        unit="batch", leave=False, disable=not progress, file=sys.stderr,
-                        dynamic_ncols=True,
-                    )  # fmt: skip
-            if pack is None:
-                pack = Pack(active, runtime, num_classes)
-            elif pos == 0:
-                pack.set_lr()
+    def _begin_epoch(self) -> None:
+        # After the stop checks: a member that leaves at the boundary keeps the lr and
+        # shuffle state of its last finished epoch in its checkpoint.
+        for member in self.active:
+            if member.order is None:
+                member.begin_epoch(len(self.data.train_y), self.runtime.device)
+        if self.pack is not None:
+            self.pack.set_lr()
+        lo = min(m.next_epoch for m in self.active)
+        hi = max(m.next_epoch for m in self.active)
+        self.batch_bar = tqdm(
+            total=self.batches_per_epoch, desc=f"epoch {lo}" + (f"-{hi}" if hi > lo else ""),
+            unit="batch", leave=False, disable=not self.progress, file=sys.stderr,
+            dynamic_ncols=True,
+        )  # fmt: skip
 
-            # --- one batch: each member's own images and augmentation, side by side ---
-            x, y = packed_batch(
-                train_x, train_y, [m.order for m in pack.members], pos, batch,
-                [m.config for m in pack.members], [m.augment_gen for m in pack.members],
-                normalize, runtime.memory_format,
-            )  # fmt: skip
-            losses, logits = packed_train_step(pack.forward, pack.optimizer, runtime, x, y)
-            # Sums stay on the device: no host sync per batch.
-            pack.loss_sums += losses * len(y)
-            pack.corrects += (logits.argmax(2) == y).sum(0)
-            batches.update(1)
-            if on_batch is not None:
-                on_batch(pack.members[0].epoch, pos // batch + 1, batches.total)
-            pos += batch
-            if pos < n:
-                continue
+    def _train_batch(self) -> None:
+        """One batch: each member's own images and augmentation, side by side."""
+        if self.pack is None:
+            self.pack = Pack(self.active, self.runtime, len(self.data.classes))
+        pack, data = self.pack, self.data
+        x, y = packed_batch(
+            data.train_x, data.train_y, [m.order for m in pack.members],
+            self.batches_done * self.batch_size, self.batch_size,
+            [m.config for m in pack.members], [m.augment_gen for m in pack.members],
+            data.normalize, self.runtime.memory_format,
+        )  # fmt: skip
+        losses, logits = packed_train_step(pack.forward, pack.optimizer, self.runtime, x, y)
+        # Sums stay on the device: no host sync per batch.
+        pack.loss_sums += losses * len(y)
+        pack.corrects += (logits.argmax(2) == y).sum(0)
+        self.batches_done += 1
+        self.batch_bar.update(1)
+        if self.hooks.on_batch is not None:
+            self.hooks.on_batch(pack.members[0].next_epoch, self.batches_done, self.batch_bar.total)
 
-            # --- every member ends an epoch here: test, checkpoint, report ---
-            pos = 0
-            batches.close()
-            batches = None
-            _end_epoch(pack, n, test_x, test_y, num_classes, runtime, normalize)
-            finished = [m for m in active if m.epochs_done == m.config.epochs]
-            # Saved, then reported, as in trainer.train; a full disk loses no epoch.
-            try:
-                save(finished, force=True)
-                save([m for m in active if m not in finished], pack.members[0].history[-1].seconds)
-            except checkpoint.CheckpointWriteError:
-                _report(pack.members, on_epoch, epochs_bar)
-                raise
-            _report(pack.members, on_epoch, epochs_bar)
-            if finished:
-                pack.store()
-                pack = None
-                leave(finished)
-                active = [m for m in active if m not in finished]
-    finally:
-        if batches is not None:
-            batches.close()
-        epochs_bar.close()
+    def _end_epoch(self) -> None:
+        """Every active member ends an epoch here: test, checkpoint, report."""
+        self.batches_done = 0
+        self.batch_bar.close()
+        self.batch_bar = None
+        pack = self.pack
+        _end_epoch(pack, self.data, self.runtime)
+        finished = [m for m in self.active if m.done]
+        # Saved, then reported, as in trainer.train; a full disk loses no epoch.
+        try:
+            self._save(finished, force=True)
+            self._save([m for m in self.active if not m.done], pack.members[0].history[-1].seconds)
+        except checkpoint.CheckpointWriteError:
+            self._report(pack.members)
+            raise
+        self._report(pack.members)
+        if finished:
+            self._unpack()
+            self._leave(finished)
 
-    return [result(m) for m in members]
+    def _save(self, candidates: list[Member], epoch_seconds: float = 0.0, force=False) -> None:
+        """Checkpoint members with unsaved epochs, when due (or forced), unless told to stop."""
+        if not force and not self.cadence.due(epoch_seconds):
+            return
+        due = [m for m in candidates if m.unsaved and not self.hooks.stop_asked(m)]
+        if not due:
+            return
+        writing = time.perf_counter()
+        if self.pack is not None:
+            self.pack.store()
+        for member in due:
+            self._write(member)
+        self.cadence.wrote((time.perf_counter() - writing) / len(due))
+
+    def _write(self, member: Member) -> None:
+        hooks = self.hooks
+        fence = None
+        if hooks.may_checkpoint is not None:
+            fence = lambda: hooks.may_checkpoint(member.index)  # noqa: E731
+        path = member.save(time.perf_counter() - self.started, fence)
+        if path is not None and hooks.on_checkpoint is not None:  # None: fenced off
+            hooks.on_checkpoint(member.index, path)
+
+    def _report(self, members: list[Member]) -> None:
+        """Each member's finished epoch, to the caller and the progress bar."""
+        for member in members:
+            self.epochs_bar.update(1)
+            self.epochs_bar.set_postfix(test_acc=f"{member.history[-1].test_acc:.4f}")
+            if self.hooks.on_epoch is not None:
+                self.hooks.on_epoch(member.index, member.history[-1])
+
+    def _unpack(self) -> None:
+        """Weights and momentum back into the members; the next batch packs anew."""
+        if self.pack is not None:
+            self.pack.store()
+            self.pack = None
+
+    def _leave(self, leaving: list[Member]) -> None:
+        for member in leaving:
+            member.left_after = time.perf_counter() - self.started
+            if self.hooks.on_leave is not None:
+                self.hooks.on_leave(member.index, self.result(member))
+        self.active = [m for m in self.active if m not in leaving]
 
 
-def _report(members: list[Member], on_epoch, epochs_bar) -> None:
-    """Each member's finished epoch, to the caller and the progress bar."""
-    for member in members:
-        epochs_bar.update(1)
-        epochs_bar.set_postfix(test_acc=f"{member.history[-1].test_acc:.4f}")
-        if on_epoch is not None:
-            on_epoch(member.index, member.history[-1])
-
-
-def _end_epoch(
-    pack: Pack,
-    n: int,
-    test_x: torch.Tensor,
-    test_y: torch.Tensor,
-    num_classes: int,
-    runtime: Runtime,
-    normalize: Callable[[torch.Tensor], torch.Tensor],
-) -> None:
+def _end_epoch(pack: Pack, data: DeviceData, runtime: Runtime) -> None:
     """Each member's EpochMetrics into its history (checkpoints are the caller's)."""
+    n = len(data.train_y)
     pack.flush_sums()
     members = pack.members
     loss_sums = torch.stack([m.loss_sum for m in members]).tolist()  # waits for the device
     corrects = torch.stack([m.correct for m in members]).tolist()
     train_done = time.perf_counter()
-    tests = _evaluate_packed(pack, test_x, test_y, num_classes, runtime, normalize)
+    tests = _evaluate_packed(pack, data, runtime)
     for member, loss_sum, correct, (test_loss, test_acc, confusion) in zip(
         members, loss_sums, corrects, tests
     ):
         member.history.append(
             EpochMetrics(
-                epoch=member.epoch,
+                epoch=member.next_epoch,
                 lr=member.lr,
                 train_loss=loss_sum / n,
                 train_acc=correct / n,
@@ -257,28 +299,24 @@ def _end_epoch(
             )
         )
         member.confusion = confusion
-        member.epochs_done += 1
+        member.epoch += 1
         member.order = None
 
 
 @torch.no_grad()
 def _evaluate_packed(
-    pack: Pack,
-    images: torch.Tensor,
-    labels: torch.Tensor,
-    num_classes: int,
-    runtime: Runtime,
-    normalize: Callable[[torch.Tensor], torch.Tensor],
+    pack: Pack, data: DeviceData, runtime: Runtime
 ) -> list[tuple[float, float, torch.Tensor]]:
-    """trainer.loop._evaluate for every member at once: (loss, accuracy, confusion) each."""
-    k, c = len(pack.members), num_classes
+    """trainer.loop's evaluation for every member at once: (loss, accuracy, confusion) each."""
+    images, labels = data.test_x, data.test_y
+    k, c = len(pack.members), len(data.classes)
     pack.model.eval()
     loss_sums = torch.zeros(k, dtype=torch.float64, device=runtime.device)
     pairs = torch.zeros(k * c * c, dtype=torch.int64, device=runtime.device)
     offsets = torch.arange(k, device=runtime.device) * (c * c)
     step = max(1, EVAL_BATCH_SIZE // k)  # about as many images per forward as trainer.loop
     for start in range(0, len(labels), step):
-        x = normalize(to_float(images[start : start + step])).repeat(1, k, 1, 1)
+        x = data.normalize(to_float(images[start : start + step])).repeat(1, k, 1, 1)
         x = x.contiguous(memory_format=runtime.memory_format)
         y = labels[start : start + step]
         with runtime.autocast():
