@@ -20,6 +20,7 @@ from fastapi import APIRouter, HTTPException, Request
 from fastapi.responses import HTMLResponse, Response
 from fastapi.templating import Jinja2Templates
 
+from app.api.health import statuses
 from app.assets import IMMUTABLE, REVALIDATE, assets, etag_matches
 from app.schemas import TrainConfigIn
 from app.text import ascii_id
@@ -81,8 +82,11 @@ def _static_config() -> dict[str, Any]:
 
 
 def _render(request: Request, name: str, page: str, **data: Any) -> HTMLResponse:
-    # `data` goes to the page's scripts as JSON (page_data) and to the template itself.
-    context = {**data, "page": page, "page_data": data, "plotly_version": PLOTLY_VERSION}
+    # `data` goes to the page's scripts as JSON (page_data) and to the template itself; the
+    # status vocabulary (GET /api/statuses) goes to every page's scripts, which would
+    # otherwise ask for it before anything else.
+    page_data = {**data, "statuses": statuses()}
+    context = {**data, "page": page, "page_data": page_data, "plotly_version": PLOTLY_VERSION}
     return templates.TemplateResponse(request, name, context)
 
 

@@ -189,6 +189,35 @@ def ordered(query, sort: str):
     return query.order_by(order, tiebreak)
 
 
+RUN_IDS = r"^\s*[0-9]{1,18}(\s*,\s*[0-9]{1,18})*\s*$"
+MAX_CURVES = 500
+
+
+def _id_list(text: str) -> list[int]:
+    return list(dict.fromkeys(int(part) for part in text.split(",")))
+
+
+def _run_id_list(text: object) -> object:
+    """The check of `run_ids`, with the published pattern in ASCII digits: pydantic's
+    pattern check would take a `\\d` such as "𑽑", which int() refuses."""
+    if not isinstance(text, str):
+        return text
+    if not re.fullmatch(RUN_IDS, text):
+        raise ValueError(
+            f"{ASCII_ONLY}: run ids separated by commas, like 1,2,3 (18 digits at most)"
+        )
+    if len(_id_list(text)) > MAX_CURVES:
+        raise ValueError(f"at most {MAX_CURVES} run ids")
+    return text
+
+
+RunIdList = Annotated[
+    str,
+    Field(max_length=10_000, json_schema_extra={"pattern": RUN_IDS}),
+    BeforeValidator(_run_id_list),
+]
+
+
 def _with_speeds(session, runs: list[Run], settings, **kwargs) -> list[dict]:
     """run_out for each run, with its measured training speed (mean img/s over its epochs,
     kept on the run as epochs are recorded) and, for a run still in its first epoch, an ETA
@@ -217,13 +246,19 @@ def list_runs(
     sort: SortKey = "-id",
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
     offset: Annotated[int, Query(ge=0, le=10**9)] = 0,
+    run_ids: Annotated[RunIdList | None, Query(examples=["1,2,3"])] = None,
 ):
     """Runs, newest first by default. `status` may repeat (`?status=queued&status=running`);
     `tag` keeps runs with that tag; `q` keeps runs that match every word of it: an id, text
-    in the name, note, tags or factors, or `field=value` for any config field."""
-    total = session.scalar(filters.apply(select(func.count(Run.id))))
+    in the name, note, tags or factors, or `field=value` for any config field; `run_ids`
+    keeps only those runs (at most 500; the compare page's runs in one call)."""
+    count, query = select(func.count(Run.id)), select(Run).options(defer(Run.result))
+    if run_ids is not None:
+        ids = _id_list(run_ids)
+        count, query = count.where(Run.id.in_(ids)), query.where(Run.id.in_(ids))
+    total = session.scalar(filters.apply(count))
     # A list shows no results (confusion matrices, per-class accuracy): not even read.
-    query = filters.apply(select(Run).options(defer(Run.result)))
+    query = filters.apply(query)
     rows = session.scalars(ordered(query, sort).limit(limit).offset(offset))
     items = _with_speeds(session, list(rows), settings, with_result=False)
     return fast_json({"items": items, "total": total, "limit": limit, "offset": offset})
@@ -426,35 +461,6 @@ def run_metrics_csv(run: RunDep, session: SessionDep):
         media_type="text/csv",
         headers={"Content-Disposition": f'attachment; filename="run-{run.id}-epochs.csv"'},
     )
-
-
-RUN_IDS = r"^\s*[0-9]{1,18}(\s*,\s*[0-9]{1,18})*\s*$"
-MAX_CURVES = 500
-
-
-def _id_list(text: str) -> list[int]:
-    return list(dict.fromkeys(int(part) for part in text.split(",")))
-
-
-def _run_id_list(text: object) -> object:
-    """The check of `run_ids`, with the published pattern in ASCII digits: pydantic's
-    pattern check would take a `\\d` such as "𑽑", which int() refuses."""
-    if not isinstance(text, str):
-        return text
-    if not re.fullmatch(RUN_IDS, text):
-        raise ValueError(
-            f"{ASCII_ONLY}: run ids separated by commas, like 1,2,3 (18 digits at most)"
-        )
-    if len(_id_list(text)) > MAX_CURVES:
-        raise ValueError(f"at most {MAX_CURVES} run ids")
-    return text
-
-
-RunIdList = Annotated[
-    str,
-    Field(max_length=10_000, json_schema_extra={"pattern": RUN_IDS}),
-    BeforeValidator(_run_id_list),
-]
 
 
 @router.get("/metrics", response_model=ManyMetricsOut | ManyMetricsColumnsOut)

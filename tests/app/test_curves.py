@@ -1,5 +1,6 @@
 """Curves in columns (`?format=columns`) and the measured speed kept on each run: the same
-numbers as the epoch rows, without reading or sending one object per epoch."""
+numbers as the epoch rows, without reading or sending one object per epoch; and the runs a
+page compares, listed in one call (`run_ids`)."""
 
 from __future__ import annotations
 
@@ -68,3 +69,13 @@ def test_the_run_keeps_its_mean_speed_as_epochs_are_recorded_and_rewritten(api):
     listed = {r["id"]: r for r in api.get("/api/runs").json()["items"]}
     assert listed[run_id]["images_per_second"] == pytest.approx(125.0)
     assert api.get(f"/api/runs/{run_id}").json()["images_per_second"] == pytest.approx(125.0)
+
+
+def test_the_runs_list_keeps_only_the_run_ids_asked_for(api):
+    ids = [api.post("/api/runs", json=TINY).json()["id"] for _ in range(4)]
+    asked = f"{ids[2]},999,{ids[0]}"
+    page = api.get("/api/runs", params={"run_ids": asked, "sort": "id"}).json()
+    assert [r["id"] for r in page["items"]] == [ids[0], ids[2]] and page["total"] == 2
+    both = api.get("/api/runs", params={"run_ids": asked, "q": f"#{ids[0]}"}).json()
+    assert [r["id"] for r in both["items"]] == [ids[0]]  # with the other filters, not instead
+    assert api.get("/api/runs", params={"run_ids": "1,x"}).status_code == 422

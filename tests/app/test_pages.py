@@ -244,6 +244,13 @@ def test_new_run_page_hands_the_config_schema_to_its_script(client):
     assert data["report_grid"]["lr_ratio"] == ["2:1:1", "5:3:2", "5:4:1"]
 
 
+def test_every_page_hands_its_scripts_the_status_vocabulary(client):
+    from app.api.health import statuses
+
+    for path in ("/", "/runs/7", "/sweeps/2", "/compare", "/workers"):
+        assert json.loads(parse(client.get(path).text).page_data)["statuses"] == statuses()
+
+
 def test_pages_pass_only_ids_to_their_scripts(client):
     assert json.loads(parse(client.get("/runs/7").text).page_data)["run_id"] == 7
     assert json.loads(parse(client.get("/sweeps/2").text).page_data)["sweep_id"] == 2

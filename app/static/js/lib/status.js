@@ -1,9 +1,11 @@
-/* The run status vocabulary, from the server (GET /api/statuses), loaded once per page:
- * which statuses are active, final, changing (still followed live: lost runs are resumed
- * by workers) and retryable. No copy of these sets lives in the browser. */
+/* The run status vocabulary, from the server: handed over with the page (its page data), or
+ * else GET /api/statuses once per page. Which statuses are active, final, changing (still
+ * followed live: lost runs are resumed by workers) and retryable. No copy of these sets
+ * lives in the browser's code. */
 
 import { api } from "./api.js";
 import { el, toast } from "./dom.js";
+import { pageData } from "./page.js";
 
 async function load() {
   for (let attempt = 0; ; attempt++) {
@@ -16,7 +18,7 @@ async function load() {
   }
 }
 
-const sets = await load();
+const sets = pageData.statuses || (await load());
 
 export const STATUSES = sets.all;
 export const ACTIVE = new Set(sets.active);

@@ -2,7 +2,7 @@
  * one colour per value of a chosen field with mean ± std bands; the config fields that differ
  * and those all runs share; factors against final accuracy in parallel coordinates. */
 
-import { api, epochRows } from "../lib/api.js";
+import { api, apiAll, epochRows } from "../lib/api.js";
 import * as Charts from "../lib/charts.js";
 import { breakable, byId, clear, el, poll, toast } from "../lib/dom.js";
 import { configValue, duration, fieldLabel, label, pct, rate } from "../lib/format.js";
@@ -69,9 +69,10 @@ async function load(wantGroup) {
   bodyBox.hidden = ids.length === 0;
   if (!ids.length) return;
   const wanted = ids.slice(0, MAX_RUNS);
-  const results = await Promise.allSettled(wanted.map((id) => api(`/api/runs/${id}`)));
-  runs = results.filter((r) => r.status === "fulfilled").map((r) => r.value);
-  const missing = wanted.filter((id, i) => results[i].status === "rejected");
+  // one request for all of them, not one each
+  const found = new Map((await apiAll("/api/runs", { run_ids: wanted.join(","), sort: "id" })).map((r) => [r.id, r]));
+  runs = wanted.filter((id) => found.has(id)).map((id) => found.get(id));
+  const missing = wanted.filter((id) => !found.has(id));
   const notes = [];
   if (missing.length) notes.push(`Not found: ${missing.map((i) => `#${i}`).join(", ")}.`);
   if (ids.length > MAX_RUNS) notes.push(`Showing the first ${MAX_RUNS} of ${ids.length} runs.`);
