@@ -35,13 +35,18 @@ function renderSummary() {
   renderProgress(refreshAll);
   renderPaper();
   renderCells(rowActions);
-  renderMarginals();
   renderBaselineSelect();
   renderParcoords();
   const heatmaps = renderHeatmaps();
-  // The analysis's requests (model fits on the server) go once the heatmaps are drawn: they
-  // would hold up the heatmaps' own, and nothing waits for them.
-  heatmaps.catch(() => {}).then(() => renderAnalysis().catch(() => {}));
+  // What is below the heatmaps comes once they are drawn: the marginal means' charts, and
+  // the analysis's requests (model fits on the server), which would hold up the heatmaps'
+  // own and which nothing waits for.
+  heatmaps
+    .catch(() => {})
+    .then(() => {
+      renderMarginals();
+      renderAnalysis().catch(() => {});
+    });
   return heatmaps;
 }
 
