@@ -32,19 +32,21 @@ def _set_home(home: str | None) -> None:
 
 
 def worker_command(name: str, loglevel: str = "INFO") -> list[str]:
+    from core.queue import QUEUE, WORKER_APP
+
     return [
         sys.executable,
         "-m",
         "celery",
         "-A",
-        "worker.celery_app",
+        WORKER_APP,
         "worker",
         "--pool",
         "solo",  # one run at a time, in the worker's own process (CUDA and SIGKILL safe)
         "--concurrency",
         "1",
         "--queues",
-        "runs",
+        QUEUE,
         "--hostname",
         name,
         "--loglevel",

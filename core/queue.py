@@ -23,7 +23,12 @@ kombu_sqlalchemy.Transport.polling_interval = 0.1
 
 log = logging.getLogger(__name__)
 
-TRAIN_TASK = "worker.tasks.train_run"
+# The one place the web side names the worker's code (core may not import worker): the
+# module Celery loads (`celery -A`), the module holding the tasks, and the task the web app
+# sends. tests/worker/test_names.py checks that each resolves.
+WORKER_APP = "worker.celery_app"
+TASKS_MODULE = "worker.tasks"
+TRAIN_TASK = f"{TASKS_MODULE}.train_run"
 QUEUE = "runs"
 
 
@@ -31,7 +36,7 @@ def make_celery() -> Celery:
     settings = get_settings()
     if settings.uses_embedded_broker:
         settings.home_dir.mkdir(parents=True, exist_ok=True)
-    app = Celery("resnet_lab", broker=settings.resolved_broker_url, include=["worker.tasks"])
+    app = Celery("resnet_lab", broker=settings.resolved_broker_url, include=[TASKS_MODULE])
     app.conf.update(
         task_serializer="json",
         accept_content=["json"],

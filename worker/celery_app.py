@@ -7,6 +7,7 @@ import faulthandler
 import sys
 
 from core.queue import TRAIN_TASK, celery
+from worker import recovery
 
 # A crash in native code prints every thread's Python stack to the real stderr (Celery
 # redirects sys.stderr later), where the supervisor keeps it for the run's log.
@@ -16,12 +17,4 @@ __all__ = ["TRAIN_TASK", "app", "celery_app"]
 
 celery_app = celery()
 app = celery_app
-
-
-def _connect_recovery() -> None:
-    from worker.recovery import connect_signals
-
-    connect_signals()
-
-
-_connect_recovery()
+recovery.connect_signals()

@@ -24,6 +24,7 @@ from core.config import get_settings
 from core.db import Run, RunStatus, new_session
 from core.outages import Settle, disk_full, is_outage
 from core.queue import queue_depth, ring
+from worker.identity import worker_name
 from worker.telemetry import Telemetry
 
 log = logging.getLogger(__name__)
@@ -59,8 +60,6 @@ class RecoveryLoop(threading.Thread):
         self._done = threading.Event()
 
     def run(self) -> None:
-        from worker.tasks import worker_name
-
         settings = get_settings()
         telemetry = Telemetry()
         settle = Settle(

@@ -5,8 +5,6 @@ when the worker packs compatible queued runs together: `resnet-lab worker --pack
 from __future__ import annotations
 
 import logging
-import os
-import socket
 import threading
 import time
 import traceback
@@ -29,6 +27,7 @@ from worker import faults
 from worker.celery_app import TRAIN_TASK, celery_app
 from worker.epochs import EpochsNotRecorded, database_problem, give_up
 from worker.heartbeat import Heartbeat, Watch
+from worker.identity import worker_name
 from worker.runlog import RunLogHandler
 
 log = logging.getLogger(__name__)
@@ -47,11 +46,6 @@ breadcrumb = Breadcrumb.from_env()
 @worker_shutting_down.connect
 def _on_shutdown(**_kwargs) -> None:
     shutting_down.set()
-
-
-def worker_name() -> str:
-    # Unique per process: a restarted worker on the same host is a different owner.
-    return f"{socket.gethostname()}:{os.getpid()}"
 
 
 @celery_app.task(name=TRAIN_TASK)
@@ -164,6 +158,37 @@ def run_one(run_id: int) -> str:
 
 
 def _train_members(members, pack, settings, store: Store, watch: Watch, beat: Heartbeat) -> str:
+    """Train the claimed runs to the end and record what became of each; returns the
+    outcome of the run the task named."""
+    _announce(members, beat)
+    hooks = _Hooks(members, beat, watch, store, settings)
+    outcomes: dict[int, str] = {}
+
+    def on_leave(i: int, result: RunResult) -> None:
+        # A member that leaves a pack is recorded at once: it gets no heartbeat after.
+        outcomes[i] = _record_outcome(members[i], result, beat, pack)
+        beat.finished.add(members[i].run_id)
+
+    try:
+        _record_environment(members, pack)
+        # With a remote RUNS_DIR: this host's copy of the published checkpoints, under the
+        # heartbeat so that a long download does not look like a dead worker.
+        for m in members:
+            m.checkpoint_dir = store.pull(m.run_id)
+        results = _train(members, settings, hooks, on_leave)
+    except Exception as exc:
+        return _stopped_by(exc, members)
+    finally:
+        beat.close()
+        breadcrumb.clear()
+    for i, result in enumerate(results):
+        if i not in outcomes:
+            outcomes[i] = _record_outcome(members[i], result, beat, pack)
+    return outcomes[0]
+
+
+def _announce(members: list[Member], beat: Heartbeat) -> None:
+    """The attempt's first log line, the breadcrumb a crash leaves, and the heartbeat."""
     first = members[0]
     log.info(
         "runs %s: attempt %s on %s, training %s",
@@ -174,18 +199,37 @@ def _train_members(members, pack, settings, store: Store, watch: Watch, beat: He
     )
     breadcrumb.start([(m.run_id, m.owner.worker, m.owner.attempt) for m in members])
     beat.start()
-    pause = faults.pause_injector(settings.test_fault, settings.home_dir)
-    checks = [StopCheck(m, beat, settings.heartbeat_timeout / 2, pause) for m in members]
-    inject = faults.injector(settings.test_fault, settings.home_dir)
 
-    def on_batch(epoch: int, batch: int, batches: int) -> None:
-        watch.batch_done()
+
+def _record_environment(members: list[Member], pack: str | None) -> None:
+    """The run page shows what it trains on from the start."""
+    from trainer.precision import describe_environment, select_runtime
+
+    environment = describe_environment(select_runtime(members[0].config))
+    if pack is not None:
+        environment["pack"] = pack
+    with new_session() as session:
+        for m in members:
+            lifecycle.set_environment(session, m.run_id, environment, m.owner)
+
+
+class _Hooks:
+    """What the trainer calls back for member i: progress, epochs, stops, checkpoints."""
+
+    def __init__(self, members, beat: Heartbeat, watch: Watch, store: Store, settings) -> None:
+        self.members, self.beat, self.watch, self.store = members, beat, watch, store
+        pause = faults.pause_injector(settings.test_fault, settings.home_dir)
+        self.checks = [StopCheck(m, beat, settings.heartbeat_timeout / 2, pause) for m in members]
+        self.inject = faults.injector(settings.test_fault, settings.home_dir)
+
+    def on_batch(self, epoch: int, batch: int, batches: int) -> None:
+        self.watch.batch_done()
         breadcrumb.at(epoch, batch, batches)
-        if inject is not None:  # counted from the run's start, so a resumed run hits it too
-            inject((epoch - 1) * batches + batch)
+        if self.inject is not None:  # counted from the run's start: a resumed run hits it too
+            self.inject((epoch - 1) * batches + batch)
 
-    def on_epoch(i: int, metrics: EpochMetrics) -> None:
-        member = members[i]
+    def on_epoch(self, i: int, metrics: EpochMetrics) -> None:
+        member = self.members[i]
         log.info(
             "run %s epoch %s/%s: test accuracy %.4f, train loss %.4f, %.0f images/s",
             member.run_id, metrics.epoch, member.config.epochs, metrics.test_acc,
@@ -193,67 +237,50 @@ def _train_members(members, pack, settings, store: Store, watch: Watch, beat: He
         )  # fmt: skip
         # Recorded now, with the log lines so far; kept in memory while the database is out
         # of reach (worker.epochs), and training goes on.
-        beat.epochs.add(member.run_id, member.owner, metrics)
+        self.beat.epochs.add(member.run_id, member.owner, metrics)
 
-    def on_checkpoint(i: int, path: Path) -> None:
+    def should_stop(self, i: int) -> bool:
+        return self.checks[i]()
+
+    def may_checkpoint(self, i: int) -> bool:
+        return self.checks[i].may_publish()
+
+    @property
+    def publish(self):
+        """on_checkpoint(i, path) with a remote store, else None (nothing to publish)."""
+        return self._publish if self.store.remote else None
+
+    def _publish(self, i: int, path: Path) -> None:
         # Published before the next epoch: a successor on another host resumes from it.
-        if checks[i].may_publish():
-            store.push(members[i].run_id, path.parent)
+        if self.checks[i].may_publish():
+            self.store.push(self.members[i].run_id, path.parent)
 
-    try:
-        from trainer.precision import describe_environment, select_runtime
 
-        with new_session() as session:  # the run page shows what it trains on from the start
-            environment = describe_environment(select_runtime(first.config))
-            if pack is not None:
-                environment["pack"] = pack
-            for m in members:
-                lifecycle.set_environment(session, m.run_id, environment, m.owner)
-        outcomes: dict[int, str] = {}
-
-        def on_leave(i: int, result: RunResult) -> None:
-            # A member that leaves a pack is recorded at once: it gets no heartbeat after.
-            outcomes[i] = _record_outcome(members[i], result, beat, pack)
-            beat.finished.add(members[i].run_id)
-
-        # With a remote RUNS_DIR: this host's copy of the published checkpoints, under the
-        # heartbeat so that a long download does not look like a dead worker.
-        for m in members:
-            m.checkpoint_dir = store.pull(m.run_id)
-        publish = on_checkpoint if store.remote else None
-        results = _train(members, settings, checks, on_batch, on_epoch, on_leave, publish)
-    except EpochsNotRecorded as exc:  # out of reach past DB_OUTAGE_GRACE, or its disk full
+def _stopped_by(exc: Exception, members: list[Member]) -> str:
+    """What an exception out of training makes of the runs: kept for a resume when the
+    database is out of reach, failed with the reason otherwise."""
+    ids = [m.run_id for m in members]
+    if isinstance(exc, EpochsNotRecorded):  # out of reach past DB_OUTAGE_GRACE, or disk full
         give_up(exc, [(m.run_id, m.owner) for m in members])
         return "stopped"
-    except CheckpointWriteError as exc:
-        log.error("runs %s: %s", [m.run_id for m in members], exc)
+    if isinstance(exc, CheckpointWriteError):
+        log.error("runs %s: %s", ids, exc)
         message = (
             f"{exc}\n\nThe epochs trained so far are kept; free some space and retry the run "
             "to resume from its last checkpoint."
         )
-        with new_session() as session:
-            for m in members:
-                lifecycle.fail(session, m.run_id, message, m.owner)
-        return "failed"
-    except Exception as exc:
-        if database_problem(exc) is not None:  # marking them failed would fail too
-            log.exception("runs %s stopped: the database cannot be written; a worker resumes "
-                          "them once it can", [m.run_id for m in members])  # fmt: skip
-            return "stopped"
-        log.exception("runs %s failed", [m.run_id for m in members])
-        message = f"{type(exc).__name__}: {exc}\n\n{traceback.format_exc(limit=8)}"
-        with new_session() as session:
-            for m in members:
-                lifecycle.fail(session, m.run_id, message, m.owner)  # refused once finished
-        return "failed"
-    finally:
-        beat.close()
-        breadcrumb.clear()
-
-    for i, result in enumerate(results):
-        if i not in outcomes:
-            outcomes[i] = _record_outcome(members[i], result, beat, pack)
-    return outcomes[0]
+    elif database_problem(exc) is not None:  # marking them failed would fail too
+        log.exception("runs %s stopped: the database cannot be written; a worker resumes "
+                      "them once it can", ids, exc_info=exc)  # fmt: skip
+        return "stopped"
+    else:
+        log.error("runs %s failed", ids, exc_info=exc)
+        trace = "".join(traceback.format_exception(exc, limit=8))
+        message = f"{type(exc).__name__}: {exc}\n\n{trace}"
+    with new_session() as session:
+        for m in members:
+            lifecycle.fail(session, m.run_id, message, m.owner)  # refused once finished
+    return "failed"
 
 
 def _claim(session, run_id: int, settings: Settings, store: Store) -> Member | str:
@@ -294,22 +321,23 @@ def _claim_companions(session, first: Member, settings: Settings, store: Store) 
     return companions
 
 
-def _train(members, settings, checks, on_batch, on_epoch, on_leave, publish) -> list[RunResult]:
+def _train(members, settings, hooks: _Hooks, on_leave) -> list[RunResult]:
     common = dict(
-        on_batch=on_batch,
+        on_batch=hooks.on_batch,
         checkpoint_seconds=settings.checkpoint_seconds,
         data_dir=settings.resolved_data_dir,
     )
     if len(members) == 1:
         from trainer.loop import train  # torch loads here, in the worker only
 
+        publish = hooks.publish
         result = train(
             members[0].config,
-            on_epoch=lambda metrics: on_epoch(0, metrics),
-            should_stop=checks[0],
+            on_epoch=lambda metrics: hooks.on_epoch(0, metrics),
+            should_stop=lambda: hooks.should_stop(0),
             checkpoint_dir=members[0].checkpoint_dir,
             on_checkpoint=None if publish is None else lambda path: publish(0, path),
-            may_checkpoint=checks[0].may_publish,
+            may_checkpoint=lambda: hooks.may_checkpoint(0),
             **common,
         )
         return [result]
@@ -317,12 +345,12 @@ def _train(members, settings, checks, on_batch, on_epoch, on_leave, publish) -> 
 
     return train_packed(
         [m.config for m in members],
-        on_epoch=on_epoch,
-        should_stop=lambda i: checks[i](),
+        on_epoch=hooks.on_epoch,
+        should_stop=hooks.should_stop,
         on_leave=on_leave,
         checkpoint_dirs=[m.checkpoint_dir for m in members],
-        on_checkpoint=publish,
-        may_checkpoint=lambda i: checks[i].may_publish(),
+        on_checkpoint=hooks.publish,
+        may_checkpoint=hooks.may_checkpoint,
         **common,
     )
 
