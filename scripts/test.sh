@@ -37,4 +37,7 @@ for _ in $(seq 50); do redis-cli -p "$port" ping >/dev/null 2>&1 && break; sleep
 export REDIS_URL="redis://127.0.0.1:$port/0"
 # The maintenance database: each test creates (and drops) a database of its own there.
 export TEST_POSTGRES_URL="postgresql+psycopg://postgres@127.0.0.1:$pg_port/postgres"
-.venv/bin/python -m pytest "$@"
+# Tests spend most of their time waiting on worker processes, so they run side by side:
+# pytest-xdist, one module per process (--dist loadscope keeps a module's shared server in
+# one process). TEST_PROCESSES=0 runs them one after another.
+.venv/bin/python -m pytest -n "${TEST_PROCESSES:-3}" --dist loadscope "$@"

@@ -18,6 +18,19 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
+SCREENSHOTS = ROOT / "artifacts" / "screenshots"
+
+
+def pytest_sessionstart(session) -> None:
+    # Once per run, by the controller alone: with pytest-xdist (-n) its workers share the
+    # folder, and one clearing it must not delete another's screenshots.
+    if not hasattr(session.config, "workerinput"):
+        shutil.rmtree(SCREENSHOTS, ignore_errors=True)
+
+
+def xdist_index() -> int:
+    """0, 1, ... for pytest-xdist's workers gw0, gw1, ...; 0 without xdist."""
+    return int(os.environ.get("PYTEST_XDIST_WORKER", "gw0").removeprefix("gw"))
 
 # Tiny, real training: scikit-learn's digits at width 4 takes a second or two per epoch.
 TINY = {
@@ -197,7 +210,8 @@ class RedisServer:
 def redis_url(tmp_path_factory) -> Iterator[str]:
     """REDIS_URL when the test script started one (.ci/run does), else our own server."""
     if os.environ.get("REDIS_URL"):
-        yield os.environ["REDIS_URL"]
+        # A database of its own per xdist worker: tests flush it and read its queue.
+        yield os.environ["REDIS_URL"].rsplit("/", 1)[0] + f"/{xdist_index()}"
         return
     if not shutil.which("redis-server"):
         pytest.fail("redis-server is not installed: run `make system-deps`")
