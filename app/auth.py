@@ -4,6 +4,7 @@ names a server-side session, which logout revokes."""
 from __future__ import annotations
 
 from typing import Annotated
+from urllib.parse import urlencode
 
 from fastapi import APIRouter, Form, Request
 from fastapi.responses import RedirectResponse, Response
@@ -29,9 +30,9 @@ def _safe_next(target: str | None) -> str:
 
 @router.get("/login")
 def login_form(request: Request, settings: SettingsDep, next: str = "/", error: str = ""):
-    from app.pages import _render
+    from app.pages import render_page
 
-    return _render(
+    return render_page(
         request,
         "login.html",
         "login",
@@ -52,7 +53,8 @@ def login(
     if not settings.api_token:
         return RedirectResponse(target, status_code=303)
     if not token_ok(token, settings.api_token):
-        return RedirectResponse(f"/login?error=wrong+token&next={target}", status_code=303)
+        query = urlencode({"error": "wrong token", "next": target})
+        return RedirectResponse(f"/login?{query}", status_code=303)
     response = RedirectResponse(target, status_code=303)
     response.set_cookie(
         AUTH_COOKIE,

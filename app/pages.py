@@ -81,7 +81,7 @@ def _static_config() -> dict[str, Any]:
     }
 
 
-def _render(request: Request, name: str, page: str, **data: Any) -> HTMLResponse:
+def render_page(request: Request, name: str, page: str, **data: Any) -> HTMLResponse:
     # `data` goes to the page's scripts as JSON (page_data) and to the template itself; the
     # status vocabulary (GET /api/statuses) goes to every page's scripts, which would
     # otherwise ask for it before anything else.
@@ -96,55 +96,55 @@ def _render(request: Request, name: str, page: str, **data: Any) -> HTMLResponse
 @router.get("/", response_class=HTMLResponse)
 def runs_page(request: Request) -> HTMLResponse:
     # the schema names every config field the table can show as a column
-    return _render(request, "runs.html", "runs", schema=config_schema())
+    return render_page(request, "runs.html", "runs", schema=config_schema())
 
 
 @router.get("/runs/new", response_class=HTMLResponse)
 def new_run_page(request: Request, copy: int | None = None) -> HTMLResponse:
-    return _render(request, "run_new.html", "new-run", copy=copy, **_static_config())
+    return render_page(request, "run_new.html", "new-run", copy=copy, **_static_config())
 
 
 @router.get("/runs/{run_id}", response_class=HTMLResponse)
 def run_page(request: Request, run_id: int) -> HTMLResponse:
-    return _render(request, "run.html", "run", run_id=run_id, schema=config_schema())
+    return render_page(request, "run.html", "run", run_id=run_id, schema=config_schema())
 
 
 @router.get("/sweeps", response_class=HTMLResponse)
 def sweeps_page(request: Request) -> HTMLResponse:
-    return _render(request, "sweeps.html", "sweeps")
+    return render_page(request, "sweeps.html", "sweeps")
 
 
 @router.get("/sweeps/new", response_class=HTMLResponse)
 def new_sweep_page(request: Request) -> HTMLResponse:
-    return _render(request, "sweep_new.html", "new-sweep", **_static_config())
+    return render_page(request, "sweep_new.html", "new-sweep", **_static_config())
 
 
 @router.get("/sweeps/{sweep_id}", response_class=HTMLResponse)
 def sweep_page(request: Request, sweep_id: int) -> HTMLResponse:
-    return _render(request, "sweep.html", "sweep", sweep_id=sweep_id, report_grid=REPORT_GRID)
+    return render_page(request, "sweep.html", "sweep", sweep_id=sweep_id, report_grid=REPORT_GRID)
 
 
 @router.get("/compare", response_class=HTMLResponse)
 def compare_page(request: Request, run_ids: str = "") -> HTMLResponse:
     # Parts that are not ids (in ASCII digits) are left out: the page shows the others.
     ids = [i for p in run_ids.replace(" ", "").split(",") if (i := ascii_id(p)) is not None]
-    return _render(request, "compare.html", "compare", run_ids=ids)
+    return render_page(request, "compare.html", "compare", run_ids=ids)
 
 
 @router.get("/workers", response_class=HTMLResponse)
 def workers_page(request: Request) -> HTMLResponse:
-    return _render(request, "workers.html", "workers")
+    return render_page(request, "workers.html", "workers")
 
 
 @router.get("/docs", response_class=HTMLResponse)
 def swagger_page(request: Request) -> HTMLResponse:
     """Swagger UI over /openapi.json, with its files and init script served from here."""
-    return _render(request, "docs.html", "api", docs_version=DOCS_VERSION)
+    return render_page(request, "docs.html", "api", docs_version=DOCS_VERSION)
 
 
 @router.get("/redoc", response_class=HTMLResponse)
 def redoc_page(request: Request) -> HTMLResponse:
-    return _render(request, "redoc.html", "api", docs_version=DOCS_VERSION)
+    return render_page(request, "redoc.html", "api", docs_version=DOCS_VERSION)
 
 
 # ---------------------------------------------------------------- static files

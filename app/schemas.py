@@ -3,11 +3,8 @@ input shape of a trainer config."""
 
 from __future__ import annotations
 
-import os
 import re
-import stat
 from datetime import datetime
-from pathlib import Path
 from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
@@ -16,8 +13,7 @@ from app.text import ascii_digits, db_text
 from core.config import get_settings
 from core.db import Run, RunStatus, utcnow
 from core.lifecycle import stall_limit
-from core.paths import CHECKPOINT_NAMES
-from core.store import LocalStore, Store, open_store
+from core.store import Store, open_store
 from trainer.config import TrainConfig
 from trainer.results import EpochMetrics
 
@@ -212,39 +208,15 @@ def stalled_seconds(run: Run) -> float | None:
     return idle if idle >= limit / 4 else None
 
 
-def local_checkpoint(store: Store, run_id: int) -> Path | None:
-    """The file a download of the run's checkpoint serves, from a local store; None when
-    there is none, or when the run's folder leads out of RUNS_DIR (never served)."""
-    try:
-        return store.checkpoint_file(run_id)
-    except ValueError:
-        return None
-
-
-def _local_checkpoint_exists(store: LocalStore, run_id: int) -> bool:
-    """local_checkpoint(...) is not None, without its two realpath walks per run (a list
-    asks for hundreds): a run folder that is no symlink resolves to itself."""
-    folder = os.path.join(store.runs_dir, f"run-{int(run_id)}")
-    try:
-        is_link = stat.S_ISLNK(os.lstat(folder).st_mode)
-    except OSError:
-        return False
-    if is_link:
-        return local_checkpoint(store, run_id) is not None
-    return any(os.path.isfile(os.path.join(folder, name)) for name in CHECKPOINT_NAMES)
-
-
 def has_checkpoint(run: Run, store: Store | None = None, *, ask_remote: bool = False) -> bool:
     """Whether GET /api/runs/{id}/checkpoint finds a checkpoint. checkpoint_path is set when
     training starts, while the first checkpoint is written only after an epoch, at most
     every CHECKPOINT_SECONDS: so the store is asked. For a local RUNS_DIR that is a stat or
     two; for a URL a request per checkpoint name, made only with `ask_remote` (one run)."""
     store = store or open_store(get_settings())
-    if not store.remote:
-        return _local_checkpoint_exists(store, run.id)
-    if not ask_remote:
-        return bool(run.checkpoint_path) and run.epochs_done > 0
-    return any(store.fs.exists(store.key(run.id, name)) for name in CHECKPOINT_NAMES)
+    if store.cheap_lookup or ask_remote:
+        return store.has_checkpoint(run.id)
+    return bool(run.checkpoint_path) and run.epochs_done > 0
 
 
 def run_out(

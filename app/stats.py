@@ -10,7 +10,7 @@ from typing import Any
 from scipy import special
 
 from app.grid import paper_figure
-from core.db import RunStatus
+from core.db import ACTIVE, RunStatus
 
 # Student's t through scipy.special's ufuncs (stdtr, stdtrit): the same figures as
 # scipy.stats.ttest_ind / ttest_1samp / t.ppf, without their per-call overhead, which
@@ -200,7 +200,8 @@ def progress(runs: Sequence[dict[str, Any]]) -> dict[str, Any]:
     """Counts, fraction of epochs done, and an ETA from the epochs timed so far."""
     counts = Counter(r["status"] for r in runs)
     total_epochs = sum(r["epochs_total"] for r in runs) or 1
-    finished = {s.value for s in RunStatus} - {"queued", "running"}
+    active_names = {s.value for s in ACTIVE}
+    finished = {s.value for s in RunStatus} - active_names
     done_epochs = sum(
         r["epochs_total"] if r["status"] in finished else r["epochs_done"] for r in runs
     )
@@ -208,7 +209,7 @@ def progress(runs: Sequence[dict[str, Any]]) -> dict[str, Any]:
     timed_seconds = sum(r["train_seconds"] or 0.0 for r in runs)
     eta = None
     left = total_epochs - done_epochs
-    active = counts.get("queued", 0) + counts.get("running", 0)
+    active = sum(counts.get(name, 0) for name in active_names)
     if active and timed_epochs:
         # Runs go in parallel on as many workers as are busy now (at least one).
         parallel = max(counts.get("running", 0), 1)

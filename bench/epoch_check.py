@@ -1,7 +1,7 @@
 """One real epoch through `trainer.train`, timed: the whole path a worker runs (dataset files
 read, moved to the device, per-image augmentation, training, evaluation, checkpoint).
 
-On what: CIFAR-10's own file format filled with random images (trainer.synthetic), so it runs
+On what: CIFAR-10's own file format filled with random images (tests/cifar_format.py), so it runs
 on a machine that cannot download CIFAR-10; 50,000 training and 10,000 test images, full
 width ResNet18 by default. Prints images/s for the training pass and seconds for the epoch.
 
@@ -32,9 +32,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--compile", action="store_true", help="torch.compile (CUDA only)")
     args = parser.parse_args(argv)
     try:
+        from tests.cifar_format import write_cifar10_folder
         from trainer.config import TrainConfig
         from trainer.loop import train
-        from trainer.synthetic import write_cifar10_folder
     except ImportError as exc:
         print(f"epoch check: skipped ({exc}; run bench/fetch_wheels.sh and carry .whl/)")
         return 0

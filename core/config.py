@@ -66,8 +66,9 @@ class Settings(BaseSettings):
     checkpoint_seconds: float = Field(60.0, ge=0, validation_alias=_env("CHECKPOINT_SECONDS"))
     # `serve` and `worker` stop within this: warm shutdown first, then SIGKILL.
     stop_grace: float = Field(30.0, ge=0, validation_alias=_env("STOP_GRACE"))
-    # Test only: "hang:N" or "abort:N" blocks or aborts a worker after N batches of a run's
-    # first attempt (worker.faults), to test stall detection and native crashes for real.
+    # Tests only, never in production: "hang:N", "abort:N[:always]" or "pause:N" makes a
+    # real worker hang, abort or stop itself (worker.faults), to test stalls, native crashes
+    # and takeovers with real processes.
     test_fault: str | None = Field(None, validation_alias=_env("RESNET_LAB_TEST_FAULT"))
     # The web app's wait for a locked SQLite database, a PostgreSQL row lock or connection,
     # before a request answers 503 with Retry-After; workers keep core.db's 30 s.

@@ -19,7 +19,9 @@ from __future__ import annotations
 
 import os
 import shutil
+import stat
 import uuid
+from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -32,10 +34,46 @@ _TMP_PREFIX = f".{LAST}.tmp-"
 CHUNK = 1 << 20
 
 
-class LocalStore:
+# (file name, size in bytes, its bytes in chunks): a checkpoint as a download serves it.
+Opened = tuple[str, int, Iterator[bytes]]
+
+
+class Store(ABC):
+    """Where a run's checkpoints are kept; the trainer reads and writes the local folder
+    pull() gives, and push() publishes what it wrote there."""
+
+    # Whether has_checkpoint() costs no more than a stat (a list of runs may ask per run).
+    cheap_lookup: bool
+
+    @abstractmethod
+    def location(self, run_id: int) -> str:
+        """What the run's checkpoint_path column shows."""
+
+    @abstractmethod
+    def pull(self, run_id: int) -> Path:
+        """This host's folder for the run, holding exactly the published checkpoints."""
+
+    @abstractmethod
+    def push(self, run_id: int, local_dir: Path) -> None:
+        """Publishes local_dir's checkpoints (called after each checkpoint write)."""
+
+    @abstractmethod
+    def has_checkpoint(self, run_id: int) -> bool:
+        """Whether a resume (or a download) would find a checkpoint."""
+
+    @abstractmethod
+    def open_checkpoint(self, run_id: int) -> Opened | None:
+        """The checkpoint a resume would start from, or None."""
+
+    @abstractmethod
+    def delete(self, run_id: int) -> None:
+        """Every checkpoint of the run, here and wherever it was published."""
+
+
+class LocalStore(Store):
     """RUNS_DIR is a folder: the trainer writes straight into it."""
 
-    remote = False
+    cheap_lookup = True
 
     def __init__(self, runs_dir: Path):
         self.runs_dir = runs_dir
@@ -50,16 +88,42 @@ class LocalStore:
         pass  # already in place
 
     def checkpoint_file(self, run_id: int) -> Path | None:
-        return checkpoint_file(run_dir(self.runs_dir, run_id))
+        """None also when the run's folder leads out of RUNS_DIR (never served)."""
+        try:
+            return checkpoint_file(run_dir(self.runs_dir, run_id))
+        except ValueError:
+            return None
+
+    def has_checkpoint(self, run_id: int) -> bool:
+        # Without checkpoint_file's two realpath walks per run (a list asks for hundreds):
+        # a run folder that is no symlink resolves to itself.
+        folder = os.path.join(self.runs_dir, f"run-{int(run_id)}")
+        try:
+            is_link = stat.S_ISLNK(os.lstat(folder).st_mode)
+        except OSError:
+            return False
+        if is_link:
+            return self.checkpoint_file(run_id) is not None
+        return any(os.path.isfile(os.path.join(folder, name)) for name in CHECKPOINT_NAMES)
+
+    def open_checkpoint(self, run_id: int) -> Opened | None:
+        path = self.checkpoint_file(run_id)
+        if path is None:
+            return None
+        try:
+            f = open(path, "rb")
+        except FileNotFoundError:  # rotated away between the lookup and the open
+            return None
+        return path.name, os.fstat(f.fileno()).st_size, _chunks(f)
 
     def delete(self, run_id: int) -> None:
         shutil.rmtree(run_dir(self.runs_dir, run_id), ignore_errors=True)
 
 
-class RemoteStore:
+class RemoteStore(Store):
     """RUNS_DIR is a URL; this host's copies live under cache_dir/runs/run-N."""
 
-    remote = True
+    cheap_lookup = False  # a request per checkpoint name
 
     def __init__(self, url: str, cache_dir: Path, **storage_options: Any):
         import fsspec  # only hosts with a remote RUNS_DIR need it (the `s3` extra)
@@ -115,8 +179,10 @@ class RemoteStore:
             self._remove(staged)
         self._published[run_id] = _identity(last)
 
-    def open_checkpoint(self, run_id: int) -> tuple[str, int, Iterator[bytes]] | None:
-        """(name, size, chunks) of the checkpoint a resume would start from, or None."""
+    def has_checkpoint(self, run_id: int) -> bool:
+        return any(self.fs.exists(self.key(run_id, name)) for name in CHECKPOINT_NAMES)
+
+    def open_checkpoint(self, run_id: int) -> Opened | None:
         for name in CHECKPOINT_NAMES:
             key = self.key(run_id, name)
             try:
@@ -153,9 +219,6 @@ class RemoteStore:
             self.fs.rm_file(key)
         except FileNotFoundError:
             pass
-
-
-Store = LocalStore | RemoteStore
 
 
 def open_store(settings: Settings) -> Store:

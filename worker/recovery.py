@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 
 from sqlalchemy import or_
 
@@ -57,7 +58,6 @@ class RecoveryLoop(threading.Thread):
     def __init__(self, interval: float):
         super().__init__(name="recovery", daemon=True)
         self.interval = interval
-        self._done = threading.Event()
 
     def run(self) -> None:
         settings = get_settings()
@@ -68,8 +68,7 @@ class RecoveryLoop(threading.Thread):
         while True:
             self._attempt(settle, recover_once, settle)
             self._attempt(settle, self._report, settle, worker_name(), telemetry, settings)
-            if self._done.wait(self.interval):
-                return
+            time.sleep(self.interval)  # a daemon thread: it ends with the worker process
 
     @staticmethod
     def _report(settle: Settle, name: str, telemetry: Telemetry, settings) -> None:
@@ -89,9 +88,6 @@ class RecoveryLoop(threading.Thread):
                 settle.failed()
             else:
                 log.exception("recovery pass failed; trying again later")
-
-    def close(self) -> None:
-        self._done.set()
 
 
 def _start_on_worker_ready(**_kwargs) -> None:

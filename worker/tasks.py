@@ -245,15 +245,10 @@ class _Hooks:
     def may_checkpoint(self, i: int) -> bool:
         return self.checks[i].may_publish()
 
-    @property
-    def publish(self):
-        """on_checkpoint(i, path) with a remote store, else None (nothing to publish)."""
-        return self._publish if self.store.remote else None
-
-    def _publish(self, i: int, path: Path) -> None:
-        # Published before the next epoch: a successor on another host resumes from it.
-        if self.checks[i].may_publish():
-            self.store.push(self.members[i].run_id, path.parent)
+    def publish(self, i: int, path: Path) -> None:
+        # Right after the fence let the file through, before the next epoch: a successor on
+        # another host resumes from it.
+        self.store.push(self.members[i].run_id, path.parent)
 
 
 def _stopped_by(exc: Exception, members: list[Member]) -> str:
@@ -330,13 +325,12 @@ def _train(members, settings, hooks: _Hooks, on_leave) -> list[RunResult]:
     if len(members) == 1:
         from trainer.loop import train  # torch loads here, in the worker only
 
-        publish = hooks.publish
         result = train(
             members[0].config,
             on_epoch=lambda metrics: hooks.on_epoch(0, metrics),
             should_stop=lambda: hooks.should_stop(0),
             checkpoint_dir=members[0].checkpoint_dir,
-            on_checkpoint=None if publish is None else lambda path: publish(0, path),
+            on_checkpoint=lambda path: hooks.publish(0, path),
             may_checkpoint=lambda: hooks.may_checkpoint(0),
             **common,
         )

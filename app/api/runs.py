@@ -9,7 +9,7 @@ from typing import Annotated, Literal
 
 from fastapi import APIRouter, HTTPException, Query, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import FileResponse, Response, StreamingResponse
+from fastapi.responses import Response, StreamingResponse
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 from sqlalchemy import String, cast, func, or_, select
 from sqlalchemy.orm import defer
@@ -31,7 +31,6 @@ from app.schemas import (
     RunPage,
     RunPatch,
     TrainConfigIn,
-    local_checkpoint,
     run_out,
 )
 from app.security import limit_submissions
@@ -68,7 +67,8 @@ SORTABLE = {
     "duration_seconds": Run.train_seconds,
 }
 SortKey = Literal[tuple(SORTABLE) + tuple(f"-{k}" for k in SORTABLE)]  # type: ignore[valid-type]
-StatusName = Literal["queued", "running", "succeeded", "failed", "cancelled", "lost"]
+# The statuses' names as a type, from core.db's one vocabulary (not a copy of it).
+StatusName = Literal[tuple(s.value for s in RunStatus)]
 
 
 @router.post("/runs", status_code=201, response_model=RunOut, responses={**GUARDED, **RATE_LIMITED})
@@ -530,21 +530,13 @@ def remove_run(session, store, run_id: int) -> bool:
 
 @router.get(
     "/runs/{run_id}/checkpoint",
-    response_class=FileResponse,
+    response_class=StreamingResponse,
     responses={200: {"content": {"application/octet-stream": {}}}, **NOT_FOUND},
 )
 def download_checkpoint(run: RunDep, settings: SettingsDep):
     """The run's latest checkpoint (load with torch.load(..., weights_only=True))."""
     # The location comes from the run id alone, never from a stored path.
-    store = open_store(settings)
-    if not store.remote:
-        path = local_checkpoint(store, run.id)
-        if path is None:
-            raise HTTPException(404, f"run {run.id} has no checkpoint yet")
-        return FileResponse(
-            path, media_type="application/octet-stream", filename=f"run-{run.id}-{path.name}"
-        )
-    found = store.open_checkpoint(run.id)
+    found = open_store(settings).open_checkpoint(run.id)
     if found is None:
         raise HTTPException(404, f"run {run.id} has no checkpoint yet")
     name, size, chunks = found

@@ -11,6 +11,7 @@ from __future__ import annotations
 import pickle
 import re
 from pathlib import Path
+from urllib.parse import parse_qs, urlsplit
 
 import pytest
 from hypothesis import given, settings
@@ -150,6 +151,13 @@ def test_login_with_a_wrong_token_sets_no_cookie_and_shows_the_error(locked):
     assert response.headers["location"].startswith("/login?error=")
     assert not any(c.startswith(f"{AUTH_COOKIE}=") for c in _set_cookie_headers(response))
     assert locked.client.post("/api/runs", json=TINY).status_code == 401
+
+
+def test_a_wrong_token_sends_back_to_login_keeping_a_next_with_its_own_query(locked):
+    target = "/runs?status=failed&tag=a b#x"
+    response = _login(locked.client, token="nope", next_url=target)
+    query = parse_qs(urlsplit(response.headers["location"]).query)
+    assert query == {"error": ["wrong token"], "next": [target]}
 
 
 @pytest.mark.parametrize("target", ["//evil.example/", "https://evil.example/", "javascript:x"])

@@ -10,13 +10,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from tests.cifar_format import CLASSES, write_cifar10_folder
 from trainer.config import TrainConfig
-from trainer.synthetic import CLASSES, write_cifar10_folder
 
 CIFAR_CLASSES = CLASSES
 
-# Real training, but small: digits at width 4 runs an epoch in well under a second.
-TINY = dict(
+# The trainer's tiny config (tests/conftest.py TINY is the service's submission): digits at
+# width 4 runs an epoch in well under a second.
+TINY_TRAIN = dict(
     dataset="digits",
     width=4,
     epochs=3,
@@ -32,7 +33,7 @@ def tiny_config():
     """Factory: TrainConfig for a second-long run, with any field overridden."""
 
     def make(**overrides) -> TrainConfig:
-        return TrainConfig(**{**TINY, **overrides})
+        return TrainConfig(**{**TINY_TRAIN, **overrides})
 
     return make
 
