@@ -32,6 +32,7 @@ def xdist_index() -> int:
     """0, 1, ... for pytest-xdist's workers gw0, gw1, ...; 0 without xdist."""
     return int(os.environ.get("PYTEST_XDIST_WORKER", "gw0").removeprefix("gw"))
 
+
 # Tiny, real training: scikit-learn's digits at width 4 takes a second or two per epoch.
 TINY = {
     "dataset": "digits",
@@ -141,6 +142,46 @@ def wait_for(predicate: Callable[[], object], timeout: float, what: str, every: 
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout}s waiting for {what}")
         time.sleep(every)
+
+
+def start_serve(
+    *options: str,
+    env: dict[str, str],
+    log: Path | None = None,
+    command: list[str] | None = None,
+    cwd: Path = ROOT,
+    timeout: float = 60,
+) -> tuple[subprocess.Popen, str]:
+    """`resnet-lab serve` on a free port in a session of its own (stop it with
+    stop_process_group); returns the process and its base URL once /healthz answers 200, or
+    fails at once, with its log, if it exits first. command: the `resnet-lab` to run
+    (default: this checkout's, `python -m app.cli`)."""
+    port = free_port()
+    out = open(log, "ab") if log is not None else subprocess.DEVNULL
+    proc = subprocess.Popen(
+        [*(command or [sys.executable, "-m", "app.cli"]), "serve", "--port", str(port), *options],
+        env=env,
+        cwd=cwd,
+        stdout=out,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    if log is not None:
+        out.close()  # the child holds its own copy
+    base = f"http://127.0.0.1:{port}"
+
+    def ready() -> bool:
+        if proc.poll() is not None:
+            told = log.read_text(errors="replace")[-4000:] if log is not None else ""
+            raise AssertionError(f"resnet-lab serve exited with {proc.returncode}:\n{told}")
+        return http_ok(f"{base}/healthz")
+
+    try:
+        wait_for(ready, timeout, "resnet-lab serve to answer /healthz")
+    except BaseException:
+        stop_process_group(proc, grace=5)
+        raise
+    return proc, base
 
 
 def stop_process_group(proc: subprocess.Popen, grace: float = 30) -> None:

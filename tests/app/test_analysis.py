@@ -160,11 +160,6 @@ def test_seeds_needed_matches_statsmodels_by_hand():
 # ---------------------------------------------------------------- the endpoints
 
 
-@pytest.fixture
-def api(make_service):
-    return make_service(None).client
-
-
 GRID = {"activation": ["relu", "sigmoid"], "lr_ratio": ["2:1:1", "5:4:1", "5:3:2"]}
 # Sigmoid costs about 5 points; the LR ratio next to nothing.
 MEANS = {"relu": 0.90, "sigmoid": 0.85}

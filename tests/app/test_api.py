@@ -12,11 +12,6 @@ from core.store import open_store
 from tests.conftest import TINY, epoch_row, record_epochs
 
 
-@pytest.fixture
-def api(make_service):
-    return make_service(None).client
-
-
 def count_runs() -> int:
     with new_session() as session:
         return session.scalar(select(func.count(Run.id)))

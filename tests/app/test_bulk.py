@@ -20,11 +20,6 @@ from trainer.config import TrainConfig
 from trainer.results import RunResult
 
 
-@pytest.fixture
-def api(make_service):
-    return make_service(None).client
-
-
 def submit(api, n: int = 1, **config) -> list[int]:
     return [api.post("/api/runs", json={**TINY, **config}).json()["id"] for _ in range(n)]
 

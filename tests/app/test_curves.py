@@ -12,11 +12,6 @@ from tests.conftest import TINY, epoch_row, record_epochs
 from trainer.results import EpochMetrics
 
 
-@pytest.fixture
-def api(make_service):
-    return make_service(None).client
-
-
 def speed_row(epoch: int, ips: float, test_loss: float = 1.0) -> EpochMetrics:
     return epoch_row(epoch, 0.1 * epoch).model_copy(
         update={"images_per_second": ips, "test_loss": test_loss}

@@ -20,7 +20,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.conftest import ROOT, TINY, free_port, wait_for
+from tests.conftest import ROOT, TINY, start_serve, stop_process_group
 
 # What `pip install .` reads from the repository.
 SOURCES = (
@@ -132,38 +132,16 @@ def test_installed_app_is_imported_from_the_virtualenv_not_the_checkout(venv, tm
 def served(venv, tmp_path) -> Iterator[httpx.Client]:
     """`resnet-lab serve --workers 0` from the virtualenv, in a folder outside the checkout."""
     home = tmp_path / "home"
-    port = free_port()
-    log = open(tmp_path / "serve.log", "wb")
-    command = [venv / "bin" / "resnet-lab", "serve", "--workers", "0", "--port", str(port)]
-    proc = subprocess.Popen(
-        [*command, "--home", home],
-        cwd=tmp_path,
-        env=_clean_env(home),
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    client = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=10)
-
-    def ready() -> bool:
-        if proc.poll() is not None:
-            raise AssertionError(f"serve exited: {(tmp_path / 'serve.log').read_text()}")
-        try:
-            return client.get("/healthz").status_code == 200
-        except httpx.TransportError:
-            return False
-
+    proc, base = start_serve(
+        "--workers", "0", "--home", str(home), env=_clean_env(home), log=tmp_path / "serve.log",
+        command=[str(venv / "bin" / "resnet-lab")], cwd=tmp_path, timeout=90,
+    )  # fmt: skip
+    client = httpx.Client(base_url=base, timeout=10)
     try:
-        wait_for(ready, 90, "resnet-lab serve to answer /healthz")
         yield client
     finally:
         client.close()
-        proc.terminate()
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=15)
-        log.close()
+        stop_process_group(proc, grace=15)
 
 
 def test_installed_serve_answers_every_page(served):

@@ -46,11 +46,6 @@ def activation_matters(config: dict, i: int) -> float:
     return acc + (0.01 if config["augmentation"] == "crop_flip" else 0.0) + noise(i)
 
 
-@pytest.fixture
-def api(make_service):
-    return make_service(None).client
-
-
 class Report(HTMLParser):
     """What a test reads of the HTML report: sections, tables (text and data-value of each
     cell, by column title), figures (their JSON) and the text."""

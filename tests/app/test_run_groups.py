@@ -14,11 +14,6 @@ from trainer.config import TrainConfig
 from trainer.results import EpochMetrics, RunResult
 
 
-@pytest.fixture
-def api(make_service):
-    return make_service(None).client
-
-
 def t_interval(values: list[float]) -> tuple[float, float]:
     """The 95 % t-interval of the mean, computed independently of the app."""
     a = np.asarray(values)

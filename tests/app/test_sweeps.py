@@ -13,11 +13,6 @@ from tests.app.test_api import count_runs
 from tests.conftest import TINY
 
 
-@pytest.fixture
-def api(make_service):
-    return make_service(None).client
-
-
 def finish(run_ids: list[int], accs: list[float]) -> None:
     with new_session() as session:
         for run_id, acc in zip(run_ids, accs):

@@ -31,11 +31,6 @@ CPU = lifecycle.WorkerReport(
 )
 
 
-@pytest.fixture
-def api(make_service):
-    return make_service(None).client
-
-
 def report(name: str, what: lifecycle.WorkerReport | None = None, age: float = 0.0) -> None:
     with new_session() as session:
         lifecycle.worker_seen(session, name, what)

@@ -9,7 +9,6 @@ import os
 import socket
 import subprocess
 import sys
-import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -19,7 +18,7 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from tests.conftest import SCREENSHOTS, stop_process_group
+from tests.conftest import SCREENSHOTS, start_serve, stop_process_group
 
 ROOT = Path(__file__).resolve().parents[2]
 CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
@@ -47,20 +46,10 @@ class Server:
         return self.log.read_text(errors="replace")[-4000:]
 
 
-def _serve_command(home: Path, port: int, workers: int = 1) -> list[str]:
+def _resnet_lab() -> list[str] | None:
+    """The installed `resnet-lab` script beside this Python, when there is one."""
     script = Path(sys.executable).with_name("resnet-lab")
-    args = ["serve", "--home", str(home), "--port", str(port), "--workers", str(workers)]
-    if script.exists():
-        return [str(script), *args]
-    return [sys.executable, "-m", "app.cli", *args]
-
-
-def _healthy(url: str) -> bool:
-    try:
-        with urllib.request.urlopen(url + "/healthz", timeout=1) as response:
-            return response.status == 200
-    except (OSError, urllib.error.URLError):
-        return False
+    return [str(script)] if script.exists() else None
 
 
 @pytest.fixture(scope="module")
@@ -75,7 +64,6 @@ def server(tmp_path_factory, serve_workers) -> Iterator[Server]:
     """`resnet-lab serve --workers N` (serve_workers, 1 unless a module says otherwise) on a
     free port; ready once /healthz answers 200."""
     home = tmp_path_factory.mktemp("resnet-lab-home")
-    port = free_port()
     env = {
         k: v
         for k, v in os.environ.items()
@@ -83,25 +71,12 @@ def server(tmp_path_factory, serve_workers) -> Iterator[Server]:
     }
     env.update(RESNET_LAB_HOME=str(home), PYTHONUNBUFFERED="1", OMP_NUM_THREADS="1")
     log = home / "serve.log"
-    with open(log, "wb") as out:
-        proc = subprocess.Popen(
-            _serve_command(home, port, serve_workers),
-            cwd=ROOT,
-            env=env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-    srv = Server(f"http://127.0.0.1:{port}", home, log, proc)
+    proc, url = start_serve(
+        "--home", str(home), "--workers", str(serve_workers), env=env, log=log,
+        command=_resnet_lab(),
+    )  # fmt: skip
     try:
-        deadline = time.monotonic() + 60
-        while not _healthy(srv.url):
-            if proc.poll() is not None:
-                pytest.fail(f"resnet-lab serve exited with {proc.returncode}:\n{srv.logs()}")
-            if time.monotonic() > deadline:
-                pytest.fail(f"resnet-lab serve did not answer /healthz in 60 s:\n{srv.logs()}")
-            time.sleep(0.2)
-        yield srv
+        yield Server(url, home, log, proc)
     finally:
         stop_process_group(proc)
 

@@ -24,13 +24,13 @@ from sqlalchemy.orm import Session
 
 from core import lifecycle
 from core.db import make_engine
+from tests.conftest import TINY
 from trainer.config import TrainConfig
 from trainer.results import EpochMetrics, RunResult
 
 pytestmark = pytest.mark.browser
 
-TINY = {"dataset": "digits", "width": 4, "epochs": 1, "batch_size": 64, "train_limit": 256,
-        "test_limit": 128, "augmentation": "none"}  # fmt: skip
+ONE_EPOCH = {**TINY, "epochs": 1}
 GRID_RUNS = 55  # more than a page of the table (50)
 CHOSEN = ["tags", "status", "final_test_acc", "config.width"]
 CSV_HEADER = ["run_id", "tags", "status", "final_test_acc", "width"]
@@ -64,7 +64,7 @@ def finish(server, run_ids: list[int], accs: list[float]) -> None:
                                      test_loss=1.0, test_acc=acc, seconds=1.0,
                                      images_per_second=100.0)  # fmt: skip
                 assert lifecycle.record_epoch(session, run_id, epoch, owner)
-                result = RunResult(config=TrainConfig(**TINY), final_test_acc=acc,
+                result = RunResult(config=TrainConfig(**ONE_EPOCH), final_test_acc=acc,
                                    best_test_acc=acc, best_epoch=1)  # fmt: skip
                 assert lifecycle.finish(session, run_id, result, owner)
     finally:
@@ -87,14 +87,16 @@ def test_bulk_actions_shared_view_export_and_groups(server, browser, page, watch
 
     expect.set_options(timeout=15_000)
     # --- runs: 4 finished (2 relu, 2 tanh), 6 queued relu, a grid of 55 queued sigmoid runs
-    done_relu = [post(server, "/api/runs", {**TINY, "activation": "relu"})["id"] for _ in "ab"]
-    done_tanh = [post(server, "/api/runs", {**TINY, "activation": "tanh"})["id"] for _ in "ab"]
+    done_relu = [post(server, "/api/runs", {**ONE_EPOCH, "activation": "relu"})["id"] for _ in "ab"]
+    done_tanh = [post(server, "/api/runs", {**ONE_EPOCH, "activation": "tanh"})["id"] for _ in "ab"]
     finish(server, done_relu + done_tanh, [0.80, 0.84, 0.60, 0.64])
-    queued = [post(server, "/api/runs", {**TINY, "activation": "relu"})["id"] for _ in range(6)]
+    queued = [
+        post(server, "/api/runs", {**ONE_EPOCH, "activation": "relu"})["id"] for _ in range(6)
+    ]
     sweep = post(
         server,
         "/api/sweeps",
-        {"base": {**TINY, "activation": "sigmoid"}, "grid": {"width": [4]},
+        {"base": {**ONE_EPOCH, "activation": "sigmoid"}, "grid": {"width": [4]},
          "seeds": list(range(GRID_RUNS))},
     )  # fmt: skip
     assert sweep["total_runs"] == GRID_RUNS

@@ -19,9 +19,8 @@ from tests.conftest import (
     SQLITE_ONLY,
     TINY,
     RedisServer,
-    free_port,
-    http_ok,
     service_env,
+    start_serve,
     wait_for,
 )
 
@@ -202,22 +201,7 @@ def test_killing_the_web_app_mid_sweep_loses_and_sticks_nothing(tmp_path, redis_
     redis_client.Redis.from_url(redis_url).flushdb()
     home = tmp_path / "home"
     env = service_env(home, redis_url, database_url)
-    port = free_port()
-    base = f"http://127.0.0.1:{port}"
-
-    def start_app() -> subprocess.Popen:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "app.cli", "serve", "--port", str(port), "--workers", "0"],
-            env=env,
-            cwd=ROOT,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-            start_new_session=True,
-        )
-        wait_for(lambda: http_ok(f"{base}/healthz"), 30, "the app to answer")
-        return proc
-
-    app = start_app()
+    app, base = start_serve("--workers", "0", env=env)
     worker = subprocess.Popen(
         [sys.executable, "-m", "app.cli", "worker", "--name", "w@test"],
         env=env,
@@ -238,7 +222,8 @@ def test_killing_the_web_app_mid_sweep_loses_and_sticks_nothing(tmp_path, redis_
         os.killpg(app.pid, signal.SIGKILL)
         app.wait()
 
-        app = start_app()
+        app, base = start_serve("--workers", "0", env=env)  # a new process, on a new port
+        sweep_url = f"{base}/api/sweeps/{sweep['id']}"
         done = wait_for(
             lambda: (s := httpx.get(sweep_url).json())["counts"]["succeeded"] == 4 and s,
             180,

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -11,45 +10,20 @@ import time
 import httpx
 import pytest
 
-from tests.conftest import ROOT, TINY, free_port, http_ok, service_env, wait_for
+from tests.conftest import ROOT, TINY, service_env, start_serve, stop_process_group, wait_for
 
 pytestmark = pytest.mark.integration
 
 
 @pytest.fixture
 def served(tmp_path):
-    port = free_port()
     env = service_env(tmp_path / "home", None)
-    log = open(tmp_path / "serve.log", "wb")
     started = time.monotonic()
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "app.cli",
-            "serve",
-            "--port",
-            str(port),
-            "--home",
-            str(tmp_path / "home"),
-            "--workers",
-            "1",
-        ],
-        env=env,
-        cwd=ROOT,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
+    proc, base = start_serve(
+        "--home", str(tmp_path / "home"), "--workers", "1", env=env, log=tmp_path / "serve.log"
     )
-    base = f"http://127.0.0.1:{port}"
-
-    wait_for(lambda: http_ok(f"{base}/healthz"), 30, "serve to answer /healthz")
     yield base, time.monotonic() - started, tmp_path
-    os.killpg(proc.pid, signal.SIGTERM)
-    try:
-        proc.wait(timeout=30)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
+    stop_process_group(proc)
 
 
 def test_serve_without_redis_completes_a_run(served):

@@ -6,14 +6,12 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
-import sys
 
 import httpx
 import psutil
 import pytest
 
-from tests.conftest import ROOT, SQLITE_ONLY, TINY, free_port, http_ok, service_env, wait_for
+from tests.conftest import SQLITE_ONLY, TINY, service_env, start_serve, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -147,21 +145,10 @@ def test_a_run_that_keeps_crashing_its_worker_fails_after_three_and_the_next_run
 
 @pytest.mark.parametrize("stuck", ["hung", "stopped"])
 def test_serve_stops_within_its_grace_period_and_leaves_no_process(tmp_path, stuck):
-    port = free_port()
     home = tmp_path / "home"
     env = service_env(home, None, RESNET_LAB_TEST_FAULT="hang:2", STOP_GRACE="5")
-    log = open(tmp_path / "serve.log", "wb")
-    serve = subprocess.Popen(
-        [sys.executable, "-m", "app.cli", "serve", "--port", str(port), "--workers", "2"],
-        env=env,
-        cwd=ROOT,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
-    base = f"http://127.0.0.1:{port}"
+    serve, base = start_serve("--workers", "2", env=env, log=tmp_path / "serve.log")
     try:
-        wait_for(lambda: http_ok(f"{base}/healthz"), 60, "serve to answer")
         run_id = httpx.post(f"{base}/api/runs", json=RUN).json()["id"]
         wait_for(
             lambda: httpx.get(f"{base}/api/runs/{run_id}").json()["batches_done"] >= 2,

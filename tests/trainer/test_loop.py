@@ -7,7 +7,7 @@ from trainer import checkpoint, train
 from trainer.config import TrainConfig
 from trainer.results import EpochMetrics, RunResult
 
-from .conftest import TINY
+from .conftest import TINY_TRAIN
 
 # Everything but the timings must match bit for bit.
 EXACT_FIELDS = ["epoch", "lr", "train_loss", "train_acc", "test_loss", "test_acc"]
@@ -31,7 +31,9 @@ def stop_at_call(n: int):
 
 
 # Every random source in play: init, shuffle, crop, flip, blur, jitter; and BN, momentum.
-RESUME_CONFIG = TrainConfig(**{**TINY, "augmentation": "crop_flip_blur_color", "normalize": True})
+RESUME_CONFIG = TrainConfig(
+    **{**TINY_TRAIN, "augmentation": "crop_flip_blur_color", "normalize": True}
+)
 
 
 @pytest.fixture

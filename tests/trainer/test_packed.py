@@ -11,7 +11,7 @@ from trainer.model import ResNet18
 from trainer.packed import pack_key, train_packed
 from trainer.packed_model import PackedResNet18
 
-from .conftest import TINY
+from .conftest import TINY_TRAIN
 from .test_loop import exact, stop_at_call
 
 # One batch per epoch, so each epoch's train_loss is the loss of exactly one step.
@@ -127,7 +127,7 @@ def test_packed_forward_is_each_members_forward_and_unpacks_exactly():
 
 # Every random source in play, at three batches per epoch.
 RESUME = {
-    **TINY,
+    **TINY_TRAIN,
     "batch_size": 32,
     "train_limit": 96,
     "test_limit": 30,
