@@ -19,7 +19,7 @@ import math
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from functools import lru_cache
 from typing import Any
 
@@ -276,10 +276,10 @@ def build(
         _power_section(power, metric),
         _best_section(best, metric, name),
         _failed_section(failed, runs),
-        _reproducibility(sweep, runs, now or datetime.now(timezone.utc)),
+        _reproducibility(sweep, runs, now or datetime.now(UTC)),
     ]
     byline = (
-        f"Metric: {name}. Written {(now or datetime.now(timezone.utc)):%Y-%m-%d %H:%M} UTC "
+        f"Metric: {name}. Written {(now or datetime.now(UTC)):%Y-%m-%d %H:%M} UTC "
         f"by {code_version()}."
     )
     return Study(sweep.id, f"Grid #{sweep.id}: {_plain(sweep.name, 200)}", metric, byline, sections)

@@ -197,7 +197,7 @@ class Readers:
                     while time.time() < stop:
                         try:
                             line = await asyncio.wait_for(anext(lines), stop - time.time())
-                        except (asyncio.TimeoutError, StopAsyncIteration):
+                        except (TimeoutError, StopAsyncIteration):
                             break
                         if line.startswith("event:"):
                             if not seen_first:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 from alembic.autogenerate import compare_metadata
@@ -269,7 +269,7 @@ def test_a_database_of_the_release_before_migrations_upgrades_with_every_row_int
     with new_session(engine) as session:
         run = session.get(Run, 1)
         assert run.status == RunStatus.succeeded and run.sweep_id == 1
-        assert run.finished_at == T0.replace(minute=45, tzinfo=timezone.utc)
+        assert run.finished_at == T0.replace(minute=45, tzinfo=UTC)
         assert run.result["confusion_matrix"] == [[5, 1], [0, 6]]
         assert session.get(Sweep, 2).name == "ad hoc ✓"
         assert session.scalar(select(func.count(WorkerSeen.name))) == 2

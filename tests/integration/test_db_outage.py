@@ -31,7 +31,7 @@ import subprocess
 import tempfile
 import time
 from collections.abc import Iterator
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -149,8 +149,8 @@ def kept_in_memory(service) -> int:
 def heartbeat_age(service, run_id: int) -> float:
     at = datetime.fromisoformat(service.run(run_id)["heartbeat_at"].replace("Z", "+00:00"))
     if at.tzinfo is None:
-        at = at.replace(tzinfo=timezone.utc)
-    return (datetime.now(timezone.utc) - at).total_seconds()
+        at = at.replace(tzinfo=UTC)
+    return (datetime.now(UTC) - at).total_seconds()
 
 
 def assert_carried_on_as_attempt_one(service, run_id: int) -> None:
