@@ -21,11 +21,12 @@ SCRIPTS_JS = """() => performance.getEntriesByType('resource')
   .map((e) => ({url: e.name, transfer: e.transferSize, body: e.encodedBodySize,
                 status: e.responseStatus}))"""
 
-# What the page's HTML names: its entry module, the modules it preloads, classic scripts.
+# What the page's HTML names: its entry module, the modules it preloads, classic scripts
+# (Plotly is preloaded, then run by lib/charts.js).
 NAMED_JS = """() => ({
   modules: [...document.querySelectorAll('script[type=module]')].map((s) => s.src),
   preloads: [...document.querySelectorAll('link[rel=modulepreload]')].map((l) => l.href),
-  classic: [...document.querySelectorAll('script[src]:not([type=module])')].map((s) => s.src),
+  classic: [...document.querySelectorAll('link[rel=preload][as=script]')].map((l) => l.href),
 })"""
 
 PAGES = [

@@ -13,11 +13,34 @@
  *   scatter(div, spec)             one point per run: a field's value against a metric
  *
  * Plotly.js is a classic script served by the app (app/static/plotly/, the partial bundle
- * with the cartesian trace types: scatter, bar, heatmap), loaded before the page's modules;
- * it is never fetched from a CDN.
+ * with the cartesian trace types: scatter, bar, heatmap); it is never fetched from a CDN.
+ * A page with charts names it in <link rel="preload" as="script" data-plotly>, so that it
+ * downloads with the page; this module runs it only once the page's modules have run, so
+ * their requests are under way while Plotly starts up (a few hundred ms of the main thread).
+ * A page that loaded Plotly itself (window.Plotly) keeps its own.
  */
 
-const Plotly = window.Plotly;
+let plotlyReady = null;
+
+/** window.Plotly, once loaded. */
+function plotly() {
+  if (!plotlyReady) {
+    plotlyReady = window.Plotly
+      ? Promise.resolve(window.Plotly)
+      : new Promise((resolve, reject) => {
+          const link = document.querySelector("link[data-plotly]");
+          if (!link) throw new Error("this page names no Plotly to load");
+          const script = document.createElement("script");
+          script.src = link.href;
+          script.onload = () => resolve(window.Plotly);
+          script.onerror = () => reject(new Error("could not load Plotly"));
+          document.head.append(script);
+        });
+  }
+  return plotlyReady;
+}
+// Inserted now, it runs after this task: after every module of the page has run.
+if (document.querySelector("link[data-plotly]")) plotly();
 
 export const PALETTE = [
   "#1f5fbf", "#d1431f", "#1a8a4a", "#8a3fc2", "#c27c0e",
@@ -81,17 +104,19 @@ function plot(div, data, layout, config = CONFIG) {
   if (!div._rlObserved) {
     div._rlObserved = true;
     new ResizeObserver(() => {
-      if (div.data && div.offsetWidth) Plotly.Plots.resize(div);
+      if (div.data && div.offsetWidth) window.Plotly.Plots.resize(div);
     }).observe(div);
   }
-  return Plotly.react(div, data, layout, config).then((gd) => {
-    if (firstDrawn) {
-      performance.mark("first-chart");
-      firstDrawn();
-      firstDrawn = null;
-    }
-    return gd;
-  });
+  return plotly()
+    .then((Plotly) => Plotly.react(div, data, layout, config))
+    .then((gd) => {
+      if (firstDrawn) {
+        performance.mark("first-chart");
+        firstDrawn();
+        firstDrawn = null;
+      }
+      return gd;
+    });
 }
 
 const idle = () => new Promise((resolve) => (window.requestIdleCallback || setTimeout)(resolve, { timeout: 2000 }));
@@ -208,9 +233,9 @@ export function extend(div, points) {
   if (div._rlEmpty) {
     // the first points: let the y axis fit them from now on
     div._rlEmpty = false;
-    Plotly.relayout(div, { "yaxis.autorange": true });
+    window.Plotly.relayout(div, { "yaxis.autorange": true });
   }
-  return Plotly.extendTraces(
+  return window.Plotly.extendTraces(
     div,
     { x: indices.map((i) => byTrace.get(i).x), y: indices.map((i) => byTrace.get(i).y) },
     indices,
@@ -594,7 +619,7 @@ export function factorDimensions(fields, configs, labelOf, valueLabel) {
 export function purge(div) {
   div._rlPending = null;
   div._rlDrawn = false;
-  Plotly.purge(div);
+  if (window.Plotly) window.Plotly.purge(div);
 }
 
 /** Count the points of every trace of a graph div (used by the browser test too). */

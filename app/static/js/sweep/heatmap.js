@@ -125,10 +125,11 @@ export async function renderHeatmaps() {
       box.append(wrap);
     }
   });
-  panels.forEach((pn, i) => {
+  // resolves once every panel is drawn
+  const drawn = panels.map((pn, i) => {
     const div = box.querySelector(`[data-index="${i}"] .heatmap-panel`);
     div._rlCells = { xs, ys, p: pn.p, axes: { ...axes } }; // what a click maps back to
-    Charts.heatmap(div, {
+    return Charts.heatmap(div, {
       x: xLabels,
       y: yLabels,
       z: pn.z,
@@ -161,4 +162,5 @@ export async function renderHeatmaps() {
       });
     });
   });
+  await Promise.all(drawn);
 }
