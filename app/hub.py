@@ -38,8 +38,8 @@ from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStre
 from sqlalchemy import or_, select
 from sse_starlette import ServerSentEvent
 
-from app.api.deps import dumps
-from app.api.runs import metric_rows
+from app.curves import metric_rows
+from app.jsonio import dumps
 from app.schemas import run_out
 from core.db import FINAL, Run, RunStatus, new_session
 

@@ -18,28 +18,18 @@ from typing import Any
 import plotly
 from fastapi import APIRouter, HTTPException, Request
 from fastapi.responses import HTMLResponse, Response
-from fastapi.templating import Jinja2Templates
 
 from app.api.health import statuses
 from app.assets import IMMUTABLE, REVALIDATE, assets, etag_matches
 from app.schemas import TrainConfigIn
+from app.templating import TEMPLATES_DIR, templates  # noqa: F401 (TEMPLATES_DIR: tests)
 from app.text import ascii_id
 from trainer.config import ACTIVATIONS, AUGMENTATIONS, REPORT_GRID, REPORT_LR_RATIOS
 
 HERE = Path(__file__).resolve().parent
-# An installed wheel carries the templates inside the package (see pyproject.toml); a source
-# checkout (editable installs included) keeps them in the repository's templates/.
-TEMPLATES_DIR = HERE / "templates" if (HERE / "templates").is_dir() else HERE.parent / "templates"
 STATIC_DIR = HERE / "static"
 PLOTLY_VERSION = plotly.__version__
 DOCS_VERSION = metadata.version("fastapi-offline")
-
-templates = Jinja2Templates(directory=TEMPLATES_DIR)
-templates.env.autoescape = True  # every template, whatever its file name
-# {{ static_url("css/app.css") }}: a versioned URL; {{ module("js/pages/runs.js") }}: a page's
-# entry module with modulepreload links for its imports (app.assets).
-templates.env.globals["static_url"] = assets.url
-templates.env.globals["module"] = assets.module
 
 router = APIRouter(include_in_schema=False)
 

@@ -858,7 +858,7 @@ def html(study: Study) -> str:
     figure as JSON and plotly.js inlined: it needs no server and no network."""
     from markupsafe import Markup
 
-    from app.pages import templates
+    from app.templating import templates
 
     figures = {f.id: Markup(_script_json(f.spec)) for f in study.figures()}
     csvs = {t.name: table_csv(t) for t in study.tables()}

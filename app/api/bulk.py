@@ -16,7 +16,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from sqlalchemy import func, select
 
 from app.api.deps import SessionDep, SettingsDep, fast_json
-from app.api.runs import RunFilterIn, remove_run
+from app.run_actions import remove_run
+from app.run_filters import RunFilterIn
 from app.schemas import GUARDED, MAX_TAGS, RunPatch
 from core import lifecycle
 from core.db import ACTIVE, RETRYABLE, Run, RunStatus

@@ -11,7 +11,7 @@ from sqlalchemy import select
 
 from app import groups
 from app.api.deps import SessionDep, fast_json
-from app.api.runs import RunFilterQuery
+from app.run_filters import RunFilterQuery
 from core.db import Run
 
 router = APIRouter(prefix="/api", tags=["runs"])

@@ -8,14 +8,16 @@ import re
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, HTTPException, Query, Request
-from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response, StreamingResponse
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
-from sqlalchemy import String, cast, func, or_, select
+from pydantic import BeforeValidator, Field
+from sqlalchemy import func, select
 from sqlalchemy.orm import defer
 
 from app.api.deps import RunDep, SessionDep, SettingsDep, fast_json
-from app.curves import metric_columns
+from app.curves import metric_columns, metric_rows
+from app.exports import csv_columns, csv_response
+from app.run_actions import remove_run
+from app.run_filters import RunFilterQuery, SortKey, ordered
 from app.schemas import (
     CONFLICT,
     GUARDED,
@@ -34,41 +36,14 @@ from app.schemas import (
     run_out,
 )
 from app.security import limit_submissions
-from app.text import ASCII_ONLY, ascii_digits, ascii_id, db_text, has_other_digits
+from app.text import ASCII_ONLY
 from app.throughput import first_eta, measured_speed
 from core import lifecycle
-from core.db import METRIC_FIELDS, Metric, Run, RunLog, RunStatus
+from core.db import METRIC_FIELDS, Run, RunLog, RunStatus
 from core.queue import ring
 from core.store import open_store
-from trainer.config import TrainConfig
 
 router = APIRouter(prefix="/api", tags=["runs"])
-
-SORTABLE = {
-    "id": Run.id,
-    "status": Run.status,
-    "sweep_id": Run.sweep_id,
-    "dataset": Run.dataset,
-    "activation": Run.activation,
-    "lr_ratio": Run.lr_ratio,
-    "augmentation": Run.augmentation,
-    "seed": Run.seed,
-    "attempts": Run.attempts,
-    "queued_at": Run.queued_at,
-    "started_at": Run.started_at,
-    "finished_at": Run.finished_at,
-    "epochs_done": Run.epochs_done,
-    "epochs_total": Run.epochs_total,
-    "progress": Run.epochs_done * 1.0 / Run.epochs_total,
-    "final_test_acc": Run.final_test_acc,
-    "best_test_acc": Run.best_test_acc,
-    "best_epoch": Run.best_epoch,
-    # Training time: the sum of the run's epoch times.
-    "duration_seconds": Run.train_seconds,
-}
-SortKey = Literal[tuple(SORTABLE) + tuple(f"-{k}" for k in SORTABLE)]  # type: ignore[valid-type]
-# The statuses' names as a type, from core.db's one vocabulary (not a copy of it).
-StatusName = Literal[tuple(s.value for s in RunStatus)]
 
 
 @router.post("/runs", status_code=201, response_model=RunOut, responses={**GUARDED, **RATE_LIMITED})
@@ -79,114 +54,6 @@ def create_run(config: TrainConfigIn, request: Request, session: SessionDep, set
     session.commit()
     ring([run.id])  # a broker that is down: stored, and sent once it is back
     return fast_json(run_out(run), 201)
-
-
-def _filtered(
-    query,
-    status: list[StatusName] | None,
-    sweep_id: int | None,
-    dataset: str | None,
-    activation: str | None,
-    lr_ratio: str | None,
-    augmentation: str | None,
-    seed: int | None,
-    tag: str | None = None,
-    q: str | None = None,
-    worker: str | None = None,
-):
-    if status:
-        query = query.where(Run.status.in_(status))
-    if worker:
-        query = query.where(Run.worker == worker)
-    if tag:
-        # Tags are stored as a JSON list of strings whose characters need no JSON escaping,
-        # so the quoted tag appears verbatim in the column's text on SQLite and PostgreSQL.
-        query = query.where(cast(Run.tags, String).contains(f'"{tag.lower()}"', autoescape=True))
-    for term in (q or "").split():
-        query = query.where(_matches(term))
-    for column, value in (
-        (Run.sweep_id, sweep_id),
-        (Run.dataset, dataset),
-        (Run.activation, activation),
-        (Run.lr_ratio, lr_ratio),
-        (Run.augmentation, augmentation),
-        (Run.seed, seed),
-    ):
-        if value is not None:
-            query = query.where(column == value)
-    return query
-
-
-def _matches(term: str):
-    """One search word: `field=value` compares a config field (`width=8`, `lr=0.05`); a run
-    id (`12`, `#12`); else text in the name, note, tags or the study's factors (any case)."""
-    field, eq, value = term.partition("=")
-    if eq and field in TrainConfig.model_fields:
-        extracted = cast(Run.config[field].as_string(), String)
-        return func.lower(extracted) == value.lower()
-    needle = term.lower()
-    texts = [Run.name, Run.note, cast(Run.tags, String), Run.dataset, Run.activation,
-             Run.lr_ratio, Run.augmentation]  # fmt: skip
-    found = or_(*(func.lower(t).contains(needle, autoescape=True) for t in texts))
-    run_id = ascii_id(term.removeprefix("#"))
-    if run_id is not None:
-        return or_(Run.id == run_id, found)
-    return found
-
-
-def _search_words(q: str) -> str:
-    """Refuses a search word meant as a number but written in other digits ("²", "#٣",
-    "width=٣"): _matches would not find it, and int() may refuse it."""
-    for term in q.split() if isinstance(q, str) else ():
-        field, eq, value = term.partition("=")
-        number = term.removeprefix("#")
-        if (number.isdigit() and not number.isascii()) or (
-            eq and field in TrainConfig.model_fields and has_other_digits(value)
-        ):
-            raise ValueError(f"{term[:50]!r}: {ASCII_ONLY}")
-    return q
-
-
-class RunFilter(BaseModel):
-    """The filters of GET /api/runs, as query parameters; the CSV export and the group
-    statistics take the same ones, and bulk actions the same as a JSON object."""
-
-    status: list[StatusName] | None = Field(None, description="may repeat")
-    sweep_id: Annotated[int, Field(ge=1, le=2**62)] | None = None
-    dataset: db_text(64) | None = None
-    activation: db_text(64) | None = None
-    lr_ratio: db_text(64, ascii_digits) | None = None
-    augmentation: db_text(64) | None = None
-    seed: Annotated[int, Field(ge=0, le=2**31 - 1)] | None = None
-    tag: db_text(40) | None = Field(None, examples=["baseline"])
-    q: db_text(200, _search_words) | None = Field(None, examples=["tanh width=16"])
-    worker: db_text(200) | None = None
-
-    def apply(self, query):
-        """`query` narrowed to the runs these filters keep."""
-        return _filtered(
-            query, self.status, self.sweep_id, self.dataset, self.activation, self.lr_ratio,
-            self.augmentation, self.seed, self.tag, self.q, self.worker,
-        )  # fmt: skip
-
-
-class RunFilterIn(RunFilter):
-    """The filters as a JSON object: strict types, and an unknown key is a 422 (a misspelt
-    filter must never widen a bulk action to every run)."""
-
-    model_config = ConfigDict(extra="forbid", strict=True)
-
-
-RunFilterQuery = Annotated[RunFilter, Query()]
-
-
-def ordered(query, sort: str):
-    """`query` sorted by a SortKey; runs without a value (no result yet) go last either way,
-    on SQLite and PostgreSQL alike, and ties go by id."""
-    column = SORTABLE[sort.lstrip("-")]
-    order = (column.desc() if sort.startswith("-") else column.asc()).nulls_last()
-    tiebreak = Run.id.desc() if sort.startswith("-") else Run.id.asc()
-    return query.order_by(order, tiebreak)
 
 
 RUN_IDS = r"^\s*[0-9]{1,18}(\s*,\s*[0-9]{1,18})*\s*$"
@@ -264,41 +131,6 @@ def list_runs(
     return fast_json({"items": items, "total": total, "limit": limit, "offset": offset})
 
 
-CSV_RESULT_COLUMNS = (
-    "status",
-    "epochs_done",
-    "final_test_acc",
-    "best_test_acc",
-    "best_epoch",
-    "train_seconds",
-)
-CONFIG_FIELDS = tuple(TrainConfig.model_fields)
-# What a CSV holds when no columns are asked for: every config field and result.
-CSV_DEFAULT = ("run_id", "sweep_id", "name", "tags", *CONFIG_FIELDS, *CSV_RESULT_COLUMNS, "note")
-# Besides those, what the runs table can show.
-CSV_MORE = ("epochs_total", "images_per_second", "seconds_per_epoch", "attempts", "worker",
-            "queued_at", "started_at", "finished_at")  # fmt: skip
-CSV_COLUMNS = (*CSV_DEFAULT, *CSV_MORE)
-
-
-def _csv_columns(text: str | None) -> list[str]:
-    """The `columns` parameter: names separated by commas, each one of CSV_COLUMNS."""
-    if text is None:
-        return list(CSV_DEFAULT)
-    names = list(dict.fromkeys(part.strip() for part in text.split(",") if part.strip()))
-    unknown = [name for name in names if name not in CSV_COLUMNS]
-    if unknown or not names:
-        msg = (
-            f"unknown column {unknown[0][:50]!r}; one of {', '.join(CSV_COLUMNS)}"
-            if unknown
-            else "at least one column name"
-        )
-        raise RequestValidationError(
-            [{"type": "value_error", "loc": ("query", "columns"), "msg": msg, "input": text}]
-        )
-    return names
-
-
 @router.get("/runs.csv", response_class=Response, responses={200: {"content": {"text/csv": {}}}})
 def runs_csv(
     session: SessionDep,
@@ -317,39 +149,10 @@ def runs_csv(
     """The runs that GET /api/runs with the same filters lists (every run without any), one
     row each, in its order with `sort` (by id without); `columns` picks and orders the
     columns. An unknown column is a 422 naming it."""
-    names = _csv_columns(columns)
+    names = csv_columns(columns)
     query = filters.apply(select(Run))
     query = ordered(query, sort) if sort else query.order_by(Run.id)
     return csv_response(session.scalars(query), "runs.csv", names)
-
-
-def _csv_cell(run: Run, column: str):
-    if column == "run_id":
-        return run.id
-    if column in CONFIG_FIELDS:
-        return run.config.get(column)
-    if column == "status":
-        return RunStatus(run.status).value
-    if column == "tags":
-        return " ".join(run.tags or [])  # no tag holds a space
-    if column == "seconds_per_epoch":
-        return run.train_seconds / run.epochs_done if run.epochs_done else None
-    value = getattr(run, column)
-    return value.isoformat() if hasattr(value, "isoformat") else value
-
-
-def csv_response(runs, filename: str, columns: list[str] | None = None) -> Response:
-    columns = columns or list(CSV_DEFAULT)
-    out = io.StringIO()
-    writer = csv.writer(out)
-    writer.writerow(columns)
-    for run in runs:
-        writer.writerow([_csv_cell(run, c) for c in columns])
-    return Response(
-        out.getvalue(),
-        media_type="text/csv",
-        headers={"Content-Disposition": f'attachment; filename="{filename}"'},
-    )
 
 
 @router.get("/runs/{run_id}", response_model=RunOut, responses=NOT_FOUND)
@@ -366,25 +169,6 @@ def edit_run(run: RunDep, body: RunPatch, session: SessionDep, settings: Setting
     session.commit()
     session.refresh(run)
     return fast_json(_with_speeds(session, [run], settings, ask_remote=True)[0])
-
-
-def metric_rows(
-    session, run_ids: list[int], after: dict[int, int] | None = None
-) -> dict[int, list[dict]]:
-    """Epoch rows per run, in epoch order; with `after`, only epochs past each run's mark
-    (what the event streams have not sent yet)."""
-    columns = [getattr(Metric, f) for f in METRIC_FIELDS]
-    query = select(Metric.run_id, *columns).where(Metric.run_id.in_(run_ids))
-    after = after or {}
-    if after:
-        query = query.where(Metric.epoch > min(after.values()))
-    # Core, not ORM, execution: a 36-run curves call reads 7,200 rows.
-    rows = session.connection().execute(query.order_by(Metric.run_id, Metric.epoch))
-    by_run: dict[int, list[dict]] = {run_id: [] for run_id in run_ids}
-    for run_id, *values in rows:
-        if values[0] > after.get(run_id, 0):
-            by_run[run_id].append(dict(zip(METRIC_FIELDS, values)))
-    return by_run
 
 
 MetricsFormat = Annotated[
@@ -517,15 +301,6 @@ def delete_run(run: RunDep, session: SessionDep, settings: SettingsDep):
     if not remove_run(session, open_store(settings), run_id):
         raise HTTPException(409, f"run {run_id} is {RunStatus(run.status).value}; cancel it first")
     return Response(status_code=204)
-
-
-def remove_run(session, store, run_id: int) -> bool:
-    """Deletes a run that is not queued or running, with its metrics and its checkpoint;
-    False (nothing deleted) while it is."""
-    if not lifecycle.delete_run(session, run_id):
-        return False
-    store.delete(run_id)
-    return True
 
 
 @router.get(

@@ -13,7 +13,7 @@ from sqlalchemy import func, select
 
 from app import analysis, report
 from app.api.deps import SessionDep, SettingsDep, SweepDep, fast_json
-from app.api.runs import csv_response
+from app.exports import csv_response
 from app.grid import (
     PRESETS,
     REPORT_BASELINE,

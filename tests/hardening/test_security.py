@@ -361,7 +361,11 @@ def test_templates_have_no_inline_scripts_or_event_handlers(path):
     assert "javascript:" not in html.lower()
 
 
-@pytest.mark.parametrize("path", sorted(STATIC.rglob("*.js")), ids=lambda p: p.name)
+# Our own scripts; plotly.js (app/static/plotly/) is the project's release as published.
+OWN_SCRIPTS = sorted(p for p in STATIC.rglob("*.js") if "plotly" not in p.relative_to(STATIC).parts)
+
+
+@pytest.mark.parametrize("path", OWN_SCRIPTS, ids=lambda p: p.name)
 def test_scripts_build_no_inline_handlers_or_html_strings(path):
     code = path.read_text()
     assert not re.search(r"\.(inner|outer)HTML\s*=|insertAdjacentHTML\(|document\.write\(", code)
