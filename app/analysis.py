@@ -63,7 +63,7 @@ def sweep_runs(session: Session, sweep_id: int, metric: MetricName) -> list[dict
         for run in session.scalars(select(Run).where(Run.sweep_id == sweep_id).order_by(Run.id))
     ]
     if metric in LOSS_COLUMNS:
-        losses = _final_losses(session, [r["id"] for r in runs], LOSS_COLUMNS[metric])
+        losses = final_losses(session, [r["id"] for r in runs], LOSS_COLUMNS[metric])
         for run in runs:
             run["value"] = losses.get(run["id"])
     for run in runs:
@@ -73,7 +73,7 @@ def sweep_runs(session: Session, sweep_id: int, metric: MetricName) -> list[dict
     return runs
 
 
-def _final_losses(session: Session, run_ids: list[int], column) -> dict[int, float | None]:
+def final_losses(session: Session, run_ids: list[int], column) -> dict[int, float | None]:
     if not run_ids:
         return {}
     last = (
