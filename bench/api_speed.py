@@ -45,7 +45,7 @@ def fill(home: Path, runs: int, epochs: int) -> tuple[int, list[int]]:
     from sqlalchemy import insert
 
     from app.grid import SweepRequest, expand
-    from core import lifecycle, migrate
+    from core import lifecycle, migrate, sweeps
     from core.config import get_settings
     from core.db import Metric, Run, get_engine, new_session
 
@@ -54,7 +54,7 @@ def fill(home: Path, runs: int, epochs: int) -> tuple[int, list[int]]:
     engine = get_engine()
     rng = random.Random(0)
     with new_session(engine) as session:
-        sweep, sweep_runs = lifecycle.create_sweep(
+        sweep, sweep_runs = sweeps.create_sweep(
             session,
             name="report",
             preset="report",

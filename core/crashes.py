@@ -19,7 +19,7 @@ import signal
 from dataclasses import dataclass
 from pathlib import Path
 
-from core import lifecycle
+from core import lifecycle, run_logs
 from core.db import Run, RunStatus, new_session, utcnow
 
 log = logging.getLogger(__name__)
@@ -173,7 +173,7 @@ def record_crash(death: Death, enqueue=None) -> list[tuple[int, str]]:
                     + "\n\nRetry it to try again (a retry clears the crash count)."
                 )
                 lines.append((utcnow(), "error", f"run failed: {message.splitlines()[0]}"))
-                lifecycle.add_log_lines(session, run_id, lines)
+                run_logs.add_log_lines(session, run_id, lines)
                 lifecycle.set_crashes(session, run_id, owner, crashes, where)
                 lifecycle.end_attempt(session, run_id, "crashed", summary)
                 lifecycle.fail(session, run_id, message, owner)
@@ -183,7 +183,7 @@ def record_crash(death: Death, enqueue=None) -> list[tuple[int, str]]:
                 (utcnow(), "warning", f"run {run_id} goes back to the queue and resumes from "
                  "its last checkpoint on the next free worker")
             )  # fmt: skip
-            lifecycle.add_log_lines(session, run_id, lines)
+            run_logs.add_log_lines(session, run_id, lines)
             lifecycle.set_crashes(session, run_id, owner, crashes, where)
             lifecycle.end_attempt(session, run_id, "crashed", summary)
             if lifecycle.requeue(session, run_id, (RunStatus.running,), owner.condition()):

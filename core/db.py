@@ -168,7 +168,7 @@ class Metric(Base):
 
 class RunLog(Base):
     """A worker's log lines about a run (the run page's Logs panel); the newest few hundred
-    of each run are kept (core.lifecycle.add_log_lines)."""
+    of each run are kept (core.run_logs.add_log_lines)."""
 
     __tablename__ = "run_logs"
 

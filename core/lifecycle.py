@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from sqlalchemy import and_, delete, func, or_, select, update
@@ -27,10 +27,7 @@ from core.db import (
     Metric,
     Run,
     RunAttempt,
-    RunLog,
     RunStatus,
-    Sweep,
-    WorkerSeen,
     utcnow,
 )
 from trainer.config import TrainConfig
@@ -395,104 +392,3 @@ def delete_run(session: Session, run_id: int) -> bool:
     )
     session.commit()
     return result.rowcount == 1
-
-
-def create_sweep(
-    session: Session,
-    *,
-    name: str,
-    preset: str | None,
-    base: dict,
-    grid: dict,
-    seeds: list[int],
-    configs: list[TrainConfig],
-) -> tuple[Sweep, list[Run]]:
-    sweep = Sweep(name=name, preset=preset, base=base, grid=grid, seeds=seeds)
-    session.add(sweep)
-    session.flush()
-    runs = [new_run(config, sweep.id) for config in configs]
-    session.add_all(runs)
-    session.commit()
-    return sweep, runs
-
-
-@dataclass(frozen=True)
-class WorkerReport:
-    """What a worker says about itself besides "alive": where it runs and on what. Any
-    reading may be None (no GPU, or the reading failed)."""
-
-    host: str | None = None
-    pid: int | None = None
-    started_at: datetime | None = None
-    device_kind: str | None = None
-    device_name: str | None = None
-    memory_used_bytes: int | None = None
-    memory_total_bytes: int | None = None
-    utilization: float | None = None
-    temperature_c: float | None = None
-    cpu_threads: int | None = None
-    pack: int | None = None
-
-
-def worker_seen(session: Session, name: str, report: WorkerReport | None = None) -> None:
-    """Upserts the worker's row: last_seen now, and the report's readings when given."""
-    values = {"last_seen": utcnow()}
-    if report is not None:
-        values.update(asdict(report))
-    dialect = session.get_bind().dialect.name
-    insert = pg_insert if dialect == "postgresql" else sqlite_insert
-    stmt = insert(WorkerSeen).values(name=name, **values)
-    session.execute(stmt.on_conflict_do_update(index_elements=["name"], set_=values))
-    session.commit()
-
-
-def worker_took(session: Session, name: str, run_id: int) -> None:
-    """Marks the run a worker took last (the Workers page reads it)."""
-    session.execute(update(WorkerSeen).where(WorkerSeen.name == name).values(run_id=run_id))
-    session.commit()
-
-
-def prune_workers(session: Session, older_than: float) -> int:
-    """Deletes workers not seen for older_than seconds: every worker process has its own
-    row (host:pid), so without this the table grows with each restart."""
-    result = session.execute(
-        delete(WorkerSeen).where(WorkerSeen.last_seen < stale_before(older_than))
-    )
-    session.commit()
-    return result.rowcount
-
-
-def live_workers(session: Session, within: float) -> list[str]:
-    return list(
-        session.scalars(
-            select(WorkerSeen.name)
-            .where(WorkerSeen.last_seen >= stale_before(within))
-            .order_by(WorkerSeen.name)
-        )
-    )
-
-
-# Log lines kept per run: enough for a run's story, bounded for a run that logs in a loop.
-LOG_LINES_KEPT = 500
-
-
-def add_log_lines(session: Session, run_id: int, lines: list[tuple[datetime, str, str]]) -> None:
-    """Appends (at, level, message) lines to the run's log and drops the oldest past
-    LOG_LINES_KEPT. Not owner-checked: a superseded worker's last words are worth keeping."""
-    if not lines:
-        return
-    session.add_all(
-        RunLog(run_id=run_id, at=at, level=level, message=message[:4000])
-        for at, level, message in lines
-    )
-    session.flush()
-    keep_from = session.scalar(
-        select(RunLog.id)
-        .where(RunLog.run_id == run_id)
-        .order_by(RunLog.id.desc())
-        .offset(LOG_LINES_KEPT - 1)
-        .limit(1)
-    )
-    if keep_from is not None:
-        session.execute(delete(RunLog).where(RunLog.run_id == run_id, RunLog.id < keep_from))
-    session.commit()

@@ -17,7 +17,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 
-from core import lifecycle
+from core import lifecycle, run_logs
 from core.config import get_settings
 from core.db import new_session, utcnow
 from worker.epochs import EpochWriter
@@ -166,7 +166,7 @@ class Heartbeat(threading.Thread):
             for run_id in run_ids:
                 kept = self._unwritten[run_id]
                 if kept:  # cleared once written: a failed write keeps them for the next try
-                    lifecycle.add_log_lines(session, run_id, list(kept))
+                    run_logs.add_log_lines(session, run_id, list(kept))
                     kept.clear()
         finally:
             self._log_lock.release()

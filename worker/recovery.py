@@ -72,11 +72,8 @@ class RecoveryLoop(threading.Thread):
 
     @staticmethod
     def _report(settle: Settle, name: str, telemetry: Telemetry, settings) -> None:
-        report = telemetry.report()
         started = settle.clock()
-        with new_session() as session:
-            lifecycle.worker_seen(session, name, report)
-            lifecycle.prune_workers(session, settings.worker_retention)
+        telemetry.publish(name, settings.worker_retention)
         settle.waited(started)  # a wait for the lock here counts too
 
     @staticmethod

@@ -8,7 +8,7 @@ import threading
 from collections import deque
 from datetime import datetime
 
-from core import lifecycle
+from core import run_logs
 from core.db import utcnow
 
 # Lines waiting for the next write; a flood between two ticks keeps the newest.
@@ -40,7 +40,7 @@ class RunLogHandler(logging.Handler):
         """Every buffered line to each of the runs (a pack's lines concern all of them)."""
         lines = self.drain()
         for run_id in run_ids:
-            lifecycle.add_log_lines(session, run_id, lines)
+            run_logs.add_log_lines(session, run_id, lines)
 
     def __enter__(self) -> RunLogHandler:
         logging.getLogger().addHandler(self)

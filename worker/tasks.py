@@ -14,7 +14,7 @@ from pathlib import Path
 from celery.signals import worker_shutting_down
 from sqlalchemy import select
 
-from core import lifecycle
+from core import lifecycle, worker_registry
 from core.config import Settings, get_settings
 from core.crashes import Breadcrumb
 from core.db import ACTIVE, Run, RunStatus, new_session
@@ -140,7 +140,7 @@ def run_one(run_id: int) -> str:
         members = [first]
         if settings.pack > 1:
             members += _claim_companions(session, first, settings, store)
-        lifecycle.worker_took(session, worker_name(), run_id)
+        worker_registry.worker_took(session, worker_name(), run_id)
 
     # The run page says which runs trained together (environment["pack"]).
     pack = ",".join(str(m.run_id) for m in members) if len(members) > 1 else None

@@ -14,9 +14,10 @@ import sys
 import time
 from datetime import datetime
 
+from core import worker_registry
 from core.config import get_settings
-from core.db import utcnow
-from core.lifecycle import WorkerReport
+from core.db import new_session, utcnow
+from core.worker_registry import WorkerReport
 from trainer.sysinfo import cpu_name
 
 log = logging.getLogger(__name__)
@@ -134,3 +135,11 @@ class Telemetry:
         except Exception:  # a reading must never take the worker down
             log.warning("could not read this worker's device", exc_info=True)
             return WorkerReport(**base)
+
+    def publish(self, name: str, retention: float) -> None:
+        """This worker's row in the workers table, with a fresh report; rows of workers not
+        seen for `retention` seconds are deleted on the way."""
+        report = self.report()
+        with new_session() as session:
+            worker_registry.worker_seen(session, name, report)
+            worker_registry.prune_workers(session, retention)

@@ -14,7 +14,7 @@ from sqlalchemy import make_url, text
 from app.api.deps import SettingsDep
 from app.schemas import HealthOut, StatusesOut
 from app.workers import live_within
-from core import lifecycle
+from core import worker_registry
 from core.config import Settings
 from core.db import ACTIVE, CHANGING, FINAL, RETRYABLE, RunStatus, get_engine, new_session
 from core.queue import celery
@@ -109,7 +109,7 @@ def healthz(settings: SettingsDep):
     workers: list[str] = []
     if database:
         with new_session() as session:
-            workers = lifecycle.live_workers(session, live_within(settings))
+            workers = worker_registry.live_workers(session, live_within(settings))
     disk, warnings = _disk(settings)
     body = {
         "ok": database and broker,

@@ -42,7 +42,7 @@ from app.security import limit_submissions
 from app.stats import best_cell, progress, summarize
 from app.text import ASCII_ONLY, db_text, has_other_digits
 from app.throughput import Speed, images_per_epoch, measured_speed
-from core import lifecycle
+from core import lifecycle, sweeps
 from core.db import ACTIVE, RETRYABLE, Run, RunStatus, Sweep
 from core.queue import ring
 from trainer.config import TrainConfig
@@ -142,7 +142,7 @@ def create_sweep(body: SweepIn, request: Request, session: SessionDep, settings:
         raise _validation_error(exc.errors) from None
     limit_submissions(request, len(configs), settings)
     name = body.name or (body.preset or " × ".join(grid)) or "sweep"
-    sweep, runs = lifecycle.create_sweep(
+    sweep, runs = sweeps.create_sweep(
         session,
         name=name,
         preset=body.preset,

@@ -14,7 +14,7 @@ import uvicorn
 from sqlalchemy import event, update
 
 from app.hub import EventHub
-from core import lifecycle
+from core import lifecycle, sweeps
 from core.db import Run, RunStatus, get_engine, new_session
 from tests.conftest import TINY, epoch_row, free_port, record_epochs, wait_for
 from trainer.config import TrainConfig
@@ -25,7 +25,7 @@ pytestmark = pytest.mark.timeout(120)  # a stream that never ends fails here, no
 def make_sweep(activations=("relu", "tanh", "sigmoid")) -> tuple[int, list[int]]:
     configs = [TrainConfig(**{**TINY, "activation": a}) for a in activations]
     with new_session() as session:
-        sweep, runs = lifecycle.create_sweep(
+        sweep, runs = sweeps.create_sweep(
             session, name="t", preset=None, base=TINY, grid={}, seeds=[0], configs=configs
         )
         return sweep.id, [r.id for r in runs]

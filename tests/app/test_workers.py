@@ -1,5 +1,5 @@
 """GET /api/workers, GET /metrics and the pruning of the workers table, over rows written
-as workers write them (lifecycle.worker_seen), without worker processes."""
+as workers write them (worker_registry.worker_seen), without worker processes."""
 
 from __future__ import annotations
 
@@ -9,12 +9,12 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import select, update
 
-from core import lifecycle
+from core import worker_registry
 from core.db import WorkerSeen, new_session, utcnow
 from tests.conftest import TINY, record_epochs
 from trainer.results import EpochMetrics
 
-GPU = lifecycle.WorkerReport(
+GPU = worker_registry.WorkerReport(
     host="gpu-host",
     pid=4242,
     started_at=utcnow(),
@@ -26,14 +26,14 @@ GPU = lifecycle.WorkerReport(
     temperature_c=61.0,
     cpu_threads=8,
 )
-CPU = lifecycle.WorkerReport(
+CPU = worker_registry.WorkerReport(
     host="cpu-host", pid=99, device_kind="cpu", device_name="AMD EPYC", cpu_threads=2
 )
 
 
-def report(name: str, what: lifecycle.WorkerReport | None = None, age: float = 0.0) -> None:
+def report(name: str, what: worker_registry.WorkerReport | None = None, age: float = 0.0) -> None:
     with new_session() as session:
-        lifecycle.worker_seen(session, name, what)
+        worker_registry.worker_seen(session, name, what)
         if age:
             session.execute(
                 update(WorkerSeen)
@@ -150,7 +150,7 @@ def test_workers_unseen_for_the_retention_are_pruned_and_recent_ones_kept(api):
     report("hour-old:2", CPU, age=3600)
     report("two-days-old:3", CPU, age=2 * 86400)
     with new_session() as session:
-        assert lifecycle.prune_workers(session, older_than=86400) == 1
+        assert worker_registry.prune_workers(session, older_than=86400) == 1
         names = set(session.scalars(select(WorkerSeen.name)))
     assert names == {"fresh:1", "hour-old:2"}
 
