@@ -10,13 +10,8 @@ from fastapi import APIRouter, Form, Request
 from fastapi.responses import RedirectResponse, Response
 
 from app.api.deps import SessionDep, SettingsDep
-from app.security import (
-    AUTH_COOKIE,
-    SESSION_LIFETIME,
-    open_session,
-    revoke_session,
-    token_ok,
-)
+from app.security import AUTH_COOKIE
+from app.sessions import SESSION_LIFETIME, open_session, revoke_session, token_ok
 
 router = APIRouter(include_in_schema=False)
 

@@ -6,30 +6,23 @@
   expiry or a new API_TOKEN.
 - CSRF: cross-site state-changing requests are refused (Origin / Sec-Fetch-Site), and a
   cookie-authenticated one must echo the `rl_csrf` cookie in `X-CSRF-Token`.
-- Bodies over MAX_BODY_BYTES get 413; run submissions past a per-client rate get 429.
+- Bodies over MAX_BODY_BYTES get 413 (run submissions past a per-client rate get 429:
+  app.rate_limit; login sessions: app.sessions).
 - Every response carries security headers; scripts and data come only from this origin.
 """
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import secrets
-import threading
-import time
-from collections import defaultdict, deque
-from datetime import timedelta
 
 import anyio
-from fastapi import HTTPException, Request
-from sqlalchemy import delete, or_, update
-from sqlalchemy.orm import Session
+from fastapi import HTTPException
 from starlette.datastructures import Headers
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from app.sessions import session_ok, token_ok
 from core.config import Settings, get_settings
-from core.db import LoginSession, engine_for, new_session, utcnow
 
 SAFE_METHODS = {"GET", "HEAD", "OPTIONS"}
 CSRF_COOKIE = "rl_csrf"
@@ -55,77 +48,6 @@ SECURITY_HEADERS = {
         "base-uri 'self'; form-action 'self'"
     ),
 }
-
-
-SESSION_LIFETIME = timedelta(days=30)
-
-
-def _sha256(value: str) -> str:
-    return hashlib.sha256(value.encode()).hexdigest()
-
-
-def _token_digest(token: str) -> str:
-    # Keyed by the token: sessions opened under another API_TOKEN do not match.
-    return hmac.new(token.encode(), b"resnet-lab-session", hashlib.sha256).hexdigest()
-
-
-def open_session(session: Session, token: str) -> str:
-    """Records a new login and returns the random id for its cookie (stored only hashed).
-    Sessions that can never be used again are cleared on the way."""
-    now = utcnow()
-    session.execute(
-        delete(LoginSession).where(
-            or_(LoginSession.expires_at <= now, LoginSession.revoked_at.is_not(None))
-        )
-    )
-    value = secrets.token_urlsafe(32)
-    session.add(
-        LoginSession(
-            id_hash=_sha256(value),
-            token_digest=_token_digest(token),
-            created_at=now,
-            last_used_at=now,
-            expires_at=now + SESSION_LIFETIME,
-        )
-    )
-    session.commit()
-    return value
-
-
-def use_session(session: Session, value: str, token: str) -> bool:
-    """Whether the cookie names a live session under this token; records the use. One
-    compare-and-set UPDATE, so a logout racing a request is never half seen."""
-    now = utcnow()
-    result = session.execute(
-        update(LoginSession)
-        .where(
-            LoginSession.id_hash == _sha256(value),
-            LoginSession.token_digest == _token_digest(token),
-            LoginSession.revoked_at.is_(None),
-            LoginSession.expires_at > now,
-        )
-        .values(last_used_at=now)
-    )
-    session.commit()
-    return result.rowcount == 1
-
-
-def revoke_session(session: Session, value: str) -> None:
-    session.execute(
-        update(LoginSession)
-        .where(LoginSession.id_hash == _sha256(value), LoginSession.revoked_at.is_(None))
-        .values(revoked_at=utcnow())
-    )
-    session.commit()
-
-
-def _session_ok(value: str, settings: Settings) -> bool:
-    with new_session(engine_for(settings.resolved_database_url)) as session:
-        return use_session(session, value, settings.api_token or "")
-
-
-def token_ok(given: str | None, token: str) -> bool:
-    return given is not None and hmac.compare_digest(given.encode(), token.encode())
 
 
 def bearer(headers: Headers) -> str | None:
@@ -219,7 +141,7 @@ class SecurityMiddleware:
         if settings.api_token:
             session = cookies.get(AUTH_COOKIE)
             # The database lookup runs in a worker thread, off the event loop.
-            if not session or not await anyio.to_thread.run_sync(_session_ok, session, settings):
+            if not session or not await anyio.to_thread.run_sync(session_ok, session, settings):
                 return _deny(401, "authentication required: send Authorization: Bearer <token>")
         # Authenticated by cookie: the double-submit token is required, not only checked when
         # the rl_csrf cookie happens to be there. Without API_TOKEN, a client with no rl_csrf
@@ -245,38 +167,3 @@ def _limit_body(receive: Receive, limit: int) -> Receive:
         return message
 
     return wrapped
-
-
-class SubmissionLimiter:
-    """Sliding one-minute window of runs submitted per client address."""
-
-    def __init__(self) -> None:
-        self._events: dict[str, deque[tuple[float, int]]] = defaultdict(deque)
-        self._lock = threading.Lock()
-
-    def take(self, client: str, runs: int, per_minute: int) -> float | None:
-        """Records the submission, or returns seconds to wait when it would exceed."""
-        now = time.monotonic()
-        with self._lock:
-            window = self._events[client]
-            while window and window[0][0] <= now - 60:
-                window.popleft()
-            used = sum(n for _, n in window)
-            if used + runs > per_minute:
-                return max(60 - (now - window[0][0]), 1.0) if window else 60.0
-            window.append((now, runs))
-            return None
-
-
-limiter = SubmissionLimiter()
-
-
-def limit_submissions(request: Request, runs: int, settings: Settings) -> None:
-    client = request.client.host if request.client else "unknown"
-    wait = limiter.take(client, runs, settings.submit_rate_per_minute)
-    if wait is not None:
-        raise HTTPException(
-            429,
-            f"too many runs submitted: at most {settings.submit_rate_per_minute} per minute",
-            headers={"Retry-After": str(int(wait) + 1)},
-        )

@@ -16,6 +16,7 @@ from sqlalchemy.orm import defer
 from app.api.deps import RunDep, SessionDep, SettingsDep, fast_json
 from app.curves import metric_columns, metric_rows
 from app.exports import csv_columns, csv_response
+from app.rate_limit import limit_submissions
 from app.run_actions import remove_run
 from app.run_filters import RunFilterQuery, SortKey, ordered
 from app.schemas import (
@@ -35,7 +36,6 @@ from app.schemas import (
     TrainConfigIn,
     run_out,
 )
-from app.security import limit_submissions
 from app.text import ASCII_ONLY
 from app.throughput import first_eta, measured_speed
 from core import lifecycle

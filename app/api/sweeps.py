@@ -23,6 +23,7 @@ from app.grid import (
     field_value,
     normalised_grid,
 )
+from app.rate_limit import limit_submissions
 from app.schemas import (
     GUARDED,
     NOT_FOUND,
@@ -38,7 +39,6 @@ from app.schemas import (
     SweepOut,
     SweepPage,
 )
-from app.security import limit_submissions
 from app.stats import best_cell, progress, summarize
 from app.text import ASCII_ONLY, db_text, has_other_digits
 from app.throughput import Speed, images_per_epoch, measured_speed

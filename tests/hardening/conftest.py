@@ -15,7 +15,7 @@ def fresh_submission_limiter() -> Iterator[None]:
     """The per-client submission window lives in the process (one app per process in
     production); every in-process client is "testclient", so each test starts and ends with
     an empty window and none of them eats another test's budget."""
-    from app.security import limiter
+    from app.rate_limit import limiter
 
     limiter._events.clear()
     yield

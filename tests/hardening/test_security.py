@@ -21,8 +21,9 @@ from kombu.message import Message
 from kombu.serialization import prepare_accept_content
 from sqlalchemy import select, update
 
-from app import security
-from app.security import AUTH_COOKIE, CSRF_COOKIE, SubmissionLimiter
+from app import security, sessions
+from app.rate_limit import SubmissionLimiter
+from app.security import AUTH_COOKIE, CSRF_COOKIE
 from core.config import get_settings
 from core.db import LoginSession, Run, new_session, utcnow
 from core.paths import run_dir
@@ -100,13 +101,13 @@ def test_state_changing_requests_with_the_right_bearer_token_work(locked):
 
 def test_token_is_compared_in_constant_time(locked, monkeypatch):
     calls = []
-    compare = security.hmac.compare_digest
+    compare = sessions.hmac.compare_digest
 
     def recording(a, b):
         calls.append((a, b))
         return compare(a, b)
 
-    monkeypatch.setattr(security.hmac, "compare_digest", recording)
+    monkeypatch.setattr(sessions.hmac, "compare_digest", recording)
     assert locked.client.post("/api/runs", json=TINY, headers=BEARER).status_code == 201
     assert (TOKEN.encode(), TOKEN.encode()) in calls
 
