@@ -40,7 +40,7 @@ from sse_starlette import ServerSentEvent
 
 from app.curves import metric_rows
 from app.jsonio import dumps
-from app.schemas import run_out
+from app.run_view import run_out
 from core.db import FINAL, Run, RunStatus, new_session
 
 log = logging.getLogger(__name__)

@@ -19,6 +19,7 @@ from app.exports import csv_columns, csv_response
 from app.rate_limit import limit_submissions
 from app.run_actions import remove_run
 from app.run_filters import RunFilterQuery, SortKey, ordered
+from app.run_view import run_out
 from app.schemas import (
     CONFLICT,
     GUARDED,
@@ -34,7 +35,6 @@ from app.schemas import (
     RunPage,
     RunPatch,
     TrainConfigIn,
-    run_out,
 )
 from app.text import ASCII_ONLY
 from app.throughput import first_eta, measured_speed
