@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from trainer.checkpoint_files import CHECKPOINT_NAMES
+
 
 def run_dir(runs_dir: Path, run_id: int) -> Path:
     base = runs_dir.resolve()
@@ -11,9 +13,6 @@ def run_dir(runs_dir: Path, run_id: int) -> Path:
     if base not in path.parents:
         raise ValueError(f"run directory escapes RUNS_DIR: {path}")
     return path
-
-
-CHECKPOINT_NAMES = ("last.pt", "prev.pt")
 
 
 def checkpoint_file(directory: Path) -> Path | None:

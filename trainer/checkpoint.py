@@ -25,11 +25,10 @@ from typing import Any
 
 import torch
 
+from trainer.checkpoint_files import LAST, PREV
 from trainer.config import TrainConfig
 
 FORMAT = 1
-LAST = "last.pt"
-PREV = "prev.pt"
 _REQUIRED = ("format", "config", "epoch", "model", "optimizer", "rng", "history")
 
 

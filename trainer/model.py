@@ -12,23 +12,38 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 if TYPE_CHECKING:  # only for annotations: these modules run without pydantic
     from trainer.config import TrainConfig
 
 
+# The study's activations, each as a module (in place where it can be: a plain ResNet18)
+# and as an out-of-place function of (x, leaky_relu slope) (a pack's slices of one tensor).
+_ACTIVATIONS: dict[str, tuple[Callable[[float], nn.Module], Callable[..., torch.Tensor]]] = {
+    "relu": (lambda slope: nn.ReLU(inplace=True), lambda x, slope: F.relu(x)),
+    "leaky_relu": (lambda slope: nn.LeakyReLU(slope, inplace=True), F.leaky_relu),
+    "tanh": (lambda slope: nn.Tanh(), lambda x, slope: torch.tanh(x)),
+    "sigmoid": (lambda slope: nn.Sigmoid(), lambda x, slope: torch.sigmoid(x)),
+}
+
+
+def _activation(name: str):
+    try:
+        return _ACTIVATIONS[name]
+    except KeyError:
+        raise ValueError(f"unknown activation {name!r}") from None
+
+
 def make_activation(name: str, leaky_relu_slope: float = 0.01) -> nn.Module:
     """A fresh activation module; each site gets its own instance so it can be counted."""
-    if name == "relu":
-        return nn.ReLU(inplace=True)
-    if name == "leaky_relu":
-        return nn.LeakyReLU(leaky_relu_slope, inplace=True)
-    if name == "tanh":
-        return nn.Tanh()
-    if name == "sigmoid":
-        return nn.Sigmoid()
-    raise ValueError(f"unknown activation {name!r}")
+    return _activation(name)[0](leaky_relu_slope)
+
+
+def apply_activation(name: str, leaky_relu_slope: float, x: torch.Tensor) -> torch.Tensor:
+    """The activation of x, out of place."""
+    return _activation(name)[1](x, leaky_relu_slope)
 
 
 def _conv3x3(c_in: int, c_out: int, stride: int = 1) -> nn.Conv2d:

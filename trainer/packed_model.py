@@ -17,26 +17,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
-from trainer.model import make_activation
+from trainer.model import apply_activation, make_activation
 
 # A member's activation: (name, leaky_relu slope), as in TrainConfig.
 ActivationSpec = tuple[str, float]
-
-
-def _apply(name: str, slope: float, x: torch.Tensor) -> torch.Tensor:
-    # Out of place: the blocks are slices of one tensor and are concatenated afterwards.
-    if name == "relu":
-        return F.relu(x)
-    if name == "leaky_relu":
-        return F.leaky_relu(x, slope)
-    if name == "tanh":
-        return torch.tanh(x)
-    if name == "sigmoid":
-        return torch.sigmoid(x)
-    raise ValueError(f"unknown activation {name!r}")
 
 
 class PackedActivation(nn.Module):
@@ -59,7 +45,7 @@ class PackedActivation(nn.Module):
         if self.whole is not None:
             return self.whole(x)
         c = self.channels
-        parts = [_apply(*spec, x[:, a * c : b * c]) for a, b, spec in self.runs]
+        parts = [apply_activation(*spec, x[:, a * c : b * c]) for a, b, spec in self.runs]
         return torch.cat(parts, dim=1)
 
 
