@@ -62,8 +62,15 @@ def sweep_runs(session: Session, sweep_id: int, metric: MetricName) -> list[dict
         }
         for run in session.scalars(select(Run).where(Run.sweep_id == sweep_id).order_by(Run.id))
     ]
+    return settle_values(session, runs, metric)
+
+
+def settle_values(session: Session, runs: list[dict], metric: str) -> list[dict]:
+    """Each run's "value" as the statistics take it: a loss read from the run's last epoch,
+    and None unless the run succeeded with a finite value."""
     if metric in LOSS_COLUMNS:
-        losses = final_losses(session, [r["id"] for r in runs], LOSS_COLUMNS[metric])
+        ids = [r["id"] for r in runs if r["status"] == RunStatus.succeeded.value]
+        losses = final_losses(session, ids, LOSS_COLUMNS[metric]) if ids else {}
         for run in runs:
             run["value"] = losses.get(run["id"])
     for run in runs:

@@ -16,7 +16,7 @@ from typing import Any
 from sqlalchemy import Select
 from sqlalchemy.orm import Session
 
-from app.analysis import ACCURACIES, LOSS_COLUMNS, METRIC_NAMES, final_losses
+from app.analysis import ACCURACIES, LOSS_COLUMNS, METRIC_NAMES, settle_values
 from app.stats import ACCURACY_BOUNDS, describe
 from core.db import Run, RunStatus
 from trainer.config import TrainConfig
@@ -52,16 +52,7 @@ def read_runs(session: Session, query: Select, metric: str) -> list[dict[str, An
         }
         for row in rows
     ]
-    if metric in LOSS_COLUMNS:
-        ids = [r["id"] for r in runs if r["status"] == RunStatus.succeeded.value]
-        losses = final_losses(session, ids, LOSS_COLUMNS[metric]) if ids else {}
-        for run in runs:
-            run["value"] = losses.get(run["id"])
-    for run in runs:
-        value = run["value"]
-        if run["status"] != RunStatus.succeeded.value or value is None or not math.isfinite(value):
-            run["value"] = None
-    return runs
+    return settle_values(session, runs, metric)
 
 
 def field_value(run: dict[str, Any], field: str) -> Any:

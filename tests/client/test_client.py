@@ -321,3 +321,10 @@ def test_url_and_token_come_from_the_environment(served, monkeypatch):
     with resnet_lab.Lab() as env_lab:
         assert env_lab.url == served.url
         assert "final" in env_lab.statuses()
+
+
+def test_the_client_reads_every_epoch_field_the_server_serves_in_its_order():
+    from core.db import METRIC_FIELDS
+    from resnet_lab.models import EPOCH_FIELDS
+
+    assert EPOCH_FIELDS == METRIC_FIELDS
