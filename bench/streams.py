@@ -22,8 +22,8 @@ a target is missed.
 On: whatever machine runs it; the server, the writer, the stream reader and the request
 loop share its cores, so the figures include their competition.
 
-Rerun: .venv/bin/python bench/streams.py [--streams 200] [--requests 300]
-       [--epochs-per-second 4] [--running 4]
+Rerun: .venv/bin/python bench/streams.py [--streams 200] [--requests 1000]
+       [--epochs-per-second 8] [--running 4]
 """
 
 from __future__ import annotations
@@ -219,8 +219,9 @@ def phase(name, client, proc, sampler_args, requests) -> dict:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--streams", type=int, default=200)
-    parser.add_argument("--requests", type=int, default=300)
-    parser.add_argument("--epochs-per-second", type=float, default=4.0)
+    parser.add_argument("--requests", type=int, default=1000)
+    # 8 epochs/s into a sweep that 200 streams follow: 1,600 epoch events/s on the wire.
+    parser.add_argument("--epochs-per-second", type=float, default=8.0)
     parser.add_argument("--running", type=int, default=4, help="sweep runs being written")
     # Internal: the writer and stream reader processes run this same file.
     parser.add_argument("--role", choices=["writer", "streams"], help=argparse.SUPPRESS)
