@@ -23,6 +23,13 @@ def is_url(location: str | None) -> bool:
     )
 
 
+@lru_cache(maxsize=64)
+def _resolved(path: Path) -> Path:
+    """The absolute form of a configured folder, worked out once per process: every request
+    opens a session through it, and resolve() is a system call per path component."""
+    return path.expanduser().resolve()
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_file=None, extra="ignore")
 
@@ -81,7 +88,7 @@ class Settings(BaseSettings):
 
     @property
     def home_dir(self) -> Path:
-        return self.home.expanduser().resolve()
+        return _resolved(self.home)
 
     @property
     def resolved_database_url(self) -> str:

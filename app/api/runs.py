@@ -14,7 +14,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import defer
 
 from app.api.deps import RunDep, SessionDep, SettingsDep, fast_json
-from app.curves import metric_columns, metric_rows
+from app.curves import curves_json, metric_rows, stamps
 from app.exports import csv_columns, csv_response
 from app.rate_limit import limit_submissions
 from app.run_actions import remove_run
@@ -189,9 +189,8 @@ MetricsFormat = Annotated[
 )
 def run_metrics(run: RunDep, session: SessionDep, format: MetricsFormat = "rows"):
     """The run's epochs, in epoch order."""
-    if format == "columns":
-        return fast_json({"run_id": run.id, **metric_columns(session, [run.id])[run.id]})
-    return fast_json({"run_id": run.id, "epochs": metric_rows(session, [run.id])[run.id]})
+    (body,) = curves_json(session, [(run.id, run.updated_at)], format)
+    return Response(body, media_type="application/json")
 
 
 @router.get("/runs/{run_id}/logs", response_model=RunLogsOut, responses=NOT_FOUND)
@@ -256,14 +255,8 @@ def many_metrics(
     format: MetricsFormat = "rows",
 ):
     """Curves of many runs in one call (at most 500 ids); unknown ids are left out."""
-    ids = _id_list(run_ids)
-    known = set(session.scalars(select(Run.id).where(Run.id.in_(ids))))
-    ids = [i for i in ids if i in known]
-    if format == "columns":
-        columns = metric_columns(session, ids)
-        return fast_json({"runs": [{"run_id": i, **c} for i, c in columns.items()]})
-    by_run = metric_rows(session, ids)
-    return fast_json({"runs": [{"run_id": i, "epochs": e} for i, e in by_run.items()]})
+    parts = curves_json(session, stamps(session, _id_list(run_ids)), format)
+    return Response(b'{"runs":[' + b",".join(parts) + b"]}", media_type="application/json")
 
 
 @router.post(

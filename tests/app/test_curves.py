@@ -74,3 +74,52 @@ def test_the_runs_list_keeps_only_the_run_ids_asked_for(api):
     both = api.get("/api/runs", params={"run_ids": asked, "q": f"#{ids[0]}"}).json()
     assert [r["id"] for r in both["items"]] == [ids[0]]  # with the other filters, not instead
     assert api.get("/api/runs", params={"run_ids": "1,x"}).status_code == 422
+
+
+def metric_reads(statements: list[str]) -> int:
+    return sum("FROM metrics" in s for s in statements)
+
+
+@pytest.fixture
+def statements():
+    """The SQL the app runs while the test does: curves read from memory read no epochs."""
+    from sqlalchemy import event
+
+    from core.db import get_engine
+
+    seen: list[str] = []
+
+    def record(conn, cursor, statement, *args):
+        seen.append(statement)
+
+    event.listen(get_engine(), "before_cursor_execute", record)
+    yield seen
+    event.remove(get_engine(), "before_cursor_execute", record)
+
+
+@pytest.mark.parametrize("form", ["rows", "columns"])
+def test_curves_asked_again_are_not_read_again_until_the_run_changes(api, statements, form):
+    a, b = (api.post("/api/runs", json=TINY).json()["id"] for _ in range(2))
+    owner = record_epochs(a, epoch_row(1, 0.2), epoch_row(2, 0.3))
+    params = {"run_ids": f"{a},{b}", "format": form}
+    first = api.get("/api/metrics", params=params).json()
+    one = api.get(f"/api/runs/{a}/metrics", params={"format": form}).json()
+    assert one == first["runs"][0]
+
+    statements.clear()
+    assert api.get("/api/metrics", params=params).json() == first
+    assert api.get(f"/api/runs/{a}/metrics", params={"format": form}).json() == one
+    assert metric_reads(statements) == 0, statements
+
+    def test_accs(body):
+        run = body["runs"][0]
+        return run["test_acc"] if form == "columns" else [e["test_acc"] for e in run["epochs"]]
+
+    with new_session() as session:  # a new epoch, then a redelivered one rewritten
+        assert lifecycle.record_epoch(session, a, epoch_row(3, 0.4), owner)
+    assert test_accs(api.get("/api/metrics", params=params).json()) == [0.2, 0.3, 0.4]
+    with new_session() as session:
+        assert lifecycle.record_epoch(session, a, epoch_row(2, 0.9), owner)
+    assert test_accs(api.get("/api/metrics", params=params).json()) == [0.2, 0.9, 0.4]
+    single = api.get(f"/api/runs/{a}/metrics", params={"format": form}).json()
+    assert test_accs({"runs": [single]}) == [0.2, 0.9, 0.4]
