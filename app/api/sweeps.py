@@ -39,7 +39,8 @@ from app.schemas import (
     SweepOut,
     SweepPage,
 )
-from app.stats import best_cell, progress, summarize
+from app.stats import best_cell, progress
+from app.sweep_summary import sweep_summary
 from app.text import ASCII_ONLY, db_text, has_other_digits
 from app.throughput import Speed, images_per_epoch, measured_speed
 from core import lifecycle, sweeps
@@ -82,20 +83,6 @@ def _run_facts(run: Run) -> dict[str, Any]:
         "epochs_total": run.epochs_total,
         "train_seconds": run.train_seconds,
     }
-
-
-_FACT_COLUMNS = (Run.id, Run.config, Run.status, Run.final_test_acc, Run.epochs_done,
-                 Run.epochs_total, Run.train_seconds)  # fmt: skip
-
-
-def _sweep_facts(session, sweep_id: int) -> list[dict[str, Any]]:
-    """_run_facts of each of the sweep's runs, in id order, read as plain rows: no ORM
-    objects, and none of the columns the summary does not show (results, environment)."""
-    query = select(*_FACT_COLUMNS).where(Run.sweep_id == sweep_id).order_by(Run.id)
-    facts = [row._asdict() for row in session.execute(query)]
-    for fact in facts:
-        fact["status"] = RunStatus(fact["status"]).value
-    return facts
 
 
 def _sweep_head(sweep: Sweep, run_ids: list[int]) -> dict[str, Any]:
@@ -302,15 +289,15 @@ def get_sweep(
     baseline: Annotated[str | None, Query(max_length=500, examples=["activation:relu"])] = None,
 ):
     """The sweep, every cell's status and statistics, marginal means, progress and ETA."""
-    runs = _sweep_facts(session, sweep.id)
     factors = list(sweep.grid)
     chosen = _parse_baseline(baseline, factors)
     if chosen is not None:
         chosen = _coerce(chosen, sweep.grid, sweep.base)
     elif sweep.preset == "report":
         chosen = REPORT_BASELINE
-    summary = summarize(runs, factors, chosen)
-    return fast_json({**_sweep_head(sweep, [r["id"] for r in runs]), **summary})
+    summary = sweep_summary(session, sweep.id, factors, chosen)
+    run_ids = [run_id for cell in summary["cells"] for run_id in cell["run_ids"]]
+    return fast_json({**_sweep_head(sweep, sorted(run_ids)), **summary})
 
 
 @router.get("/sweeps/{sweep_id}/cells", response_model=CellsOut, responses=NOT_FOUND)
@@ -329,7 +316,7 @@ def sweep_cells(
             [{"loc": ["query", "by"], "msg": f"{unknown[0][:100]!r} is not a factor of this sweep",
               "type": "value_error"}]
         )  # fmt: skip
-    summary = summarize(_sweep_facts(session, sweep.id), chosen, None)
+    summary = sweep_summary(session, sweep.id, chosen, None)
     return fast_json({"by": chosen, "cells": summary["cells"]})
 
 

@@ -106,3 +106,26 @@ def test_sweep_list_reads_a_constant_number_of_queries_without_full_run_rows(api
     with new_session() as session:
         ids = session.scalars(select(Run.id).where(Run.sweep_id == first["id"])).all()
     assert sorted(ids) == oldest["run_ids"]
+
+
+def test_a_summary_is_worked_out_again_only_when_one_of_its_runs_changes(api, monkeypatch):
+    import app.sweep_summary
+
+    calls = []
+    real = app.sweep_summary.summarize
+    monkeypatch.setattr(app.sweep_summary, "summarize", lambda *a: calls.append(a) or real(*a))
+    body = {"base": TINY, "grid": {"activation": ["relu", "tanh"]}, "seeds": [0, 1]}
+    sweep = api.post("/api/sweeps", json=body).json()
+    url, cells = f"/api/sweeps/{sweep['id']}", f"/api/sweeps/{sweep['id']}/cells"
+    first = api.get(url).json()
+    assert api.get(url).json() == first and first["run_ids"] == sweep["run_ids"]
+    assert api.get(cells, params={"by": "activation"}).json()["cells"] == first["cells"]
+    assert len(calls) == 1  # the cells over the grid's own factors are the same summary
+    api.get(cells, params={"by": ""})
+    assert len(calls) == 2  # other factors, another summary
+    relu = [first["cells"][0]["run_ids"][0]]
+    finish(relu, [0.75])
+    after = api.get(url).json()
+    assert len(calls) == 3
+    assert after["cells"][0]["mean"] == 0.75 and after["counts"]["succeeded"] == 1
+    assert api.get(url).json() == after and len(calls) == 3
