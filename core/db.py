@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import enum
 import json
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from functools import lru_cache
 
@@ -331,8 +330,3 @@ def _sessionmaker(engine: Engine) -> sessionmaker[Session]:
 
 def new_session(engine: Engine | None = None) -> Session:
     return _sessionmaker(engine or get_engine())()
-
-
-def get_session() -> Iterator[Session]:
-    with new_session() as session:
-        yield session

@@ -11,7 +11,6 @@ from fastapi import APIRouter, HTTPException, Query, Request
 from fastapi.responses import Response, StreamingResponse
 from pydantic import BeforeValidator, Field
 from sqlalchemy import func, select
-from sqlalchemy.orm import defer
 
 from app.api.deps import RunDep, SessionDep, SettingsDep, fast_json
 from app.curves import curves_json, metric_rows, stamps
@@ -19,7 +18,7 @@ from app.exports import csv_columns, csv_response
 from app.rate_limit import limit_submissions
 from app.run_actions import remove_run
 from app.run_filters import RunFilterQuery, SortKey, ordered
-from app.run_view import run_out
+from app.run_view import listed_runs, listed_runs_query, run_out
 from app.schemas import (
     CONFLICT,
     GUARDED,
@@ -120,16 +119,15 @@ def list_runs(
     in the name, note, tags or factors, or `field=value` for any config field; `run_ids`
     keeps only those runs (at most 500; the compare page's runs in one call)."""
     # count(*), not count(id): SQLite counts a whole table from its b-tree, without a scan.
-    count = select(func.count()).select_from(Run)
-    query = select(Run).options(defer(Run.result))
+    count, query = select(func.count()).select_from(Run), listed_runs_query()
     if run_ids is not None:
         ids = _id_list(run_ids)
         count, query = count.where(Run.id.in_(ids)), query.where(Run.id.in_(ids))
     total = session.scalar(filters.apply(count))
     # A list shows no results (confusion matrices, per-class accuracy): not even read.
     query = filters.apply(query)
-    rows = session.scalars(ordered(query, sort).limit(limit).offset(offset))
-    items = _with_speeds(session, list(rows), settings, with_result=False)
+    rows = listed_runs(session, ordered(query, sort).limit(limit).offset(offset))
+    items = _with_speeds(session, rows, settings, with_result=False)
     return fast_json({"items": items, "total": total, "limit": limit, "offset": offset})
 
 

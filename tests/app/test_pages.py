@@ -18,7 +18,8 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
 from app import auth, pages
-from core.config import Settings, get_settings
+from app.api.deps import current_settings
+from core.config import Settings
 
 PAGES = [
     "/",
@@ -88,7 +89,7 @@ def client() -> TestClient:
     app = FastAPI(docs_url=None, redoc_url=None)  # as app.main: /docs is ours
     app.include_router(pages.router)
     app.include_router(auth.router)  # GET /login renders the form without the database
-    app.dependency_overrides[get_settings] = lambda: Settings(api_token="secret")
+    app.dependency_overrides[current_settings] = lambda: Settings(api_token="secret")
     return TestClient(app)
 
 

@@ -132,7 +132,7 @@ def test_other_errors_are_a_json_500(make_service, monkeypatch, error):
     def fail(*_args, **_kwargs):
         raise error
 
-    monkeypatch.setattr("app.api.runs.metric_rows", fail)
+    monkeypatch.setattr("app.api.runs.curves_json", fail)
     api = TestClient(service.client.app, raise_server_exceptions=False)
     response = api.get(f"/api/runs/{run_id}/metrics")
     assert response.status_code == 500
