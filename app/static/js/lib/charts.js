@@ -75,7 +75,8 @@ function baseLayout(opts = {}) {
     margin: { l: narrow ? 52 : 64, r: 16, t: opts.title ? 40 : 24, b: narrow ? 84 : 56 },
     hovermode: opts.hovermode || "closest",
     showlegend: opts.showlegend !== false,
-    legend: { orientation: "h", x: 0, y: -0.22, yanchor: "top", font: { size: 11 } },
+    // valign top: the symbol beside the first line of an entry of several (legendName)
+    legend: { orientation: "h", x: 0, y: -0.22, yanchor: "top", valign: "top", font: { size: 11 } },
   };
 }
 
@@ -155,6 +156,19 @@ function later(div, draw) {
 
 const plain = (text) => String(text).replace(/[<>&]/g, "");
 
+/** A legend entry on a phone: a long name broken after its commas and colons, since Plotly
+ * cuts an entry wider than the chart off at the screen's edge. */
+function legendName(name) {
+  const most = 40;
+  if (window.innerWidth >= 700 || String(name).length <= most) return name;
+  const lines = [""];
+  for (const part of plain(name).split(/(?<=[,:] )/)) {
+    if (lines[lines.length - 1] && (lines[lines.length - 1] + part).length > most) lines.push("");
+    lines[lines.length - 1] += part;
+  }
+  return lines.join("<br>");
+}
+
 /**
  * Lines over epochs.
  * series: [{name, x, y, color, dash, group, width, mode, shape ("hv" = steps), opacity,
@@ -179,7 +193,7 @@ export function curves(div, series, opts = {}) {
     data.push({
       type: "scatter",
       mode: s.mode || (s.x.length > 60 ? "lines" : "lines+markers"),
-      name: s.name,
+      name: legendName(s.name),
       legendgroup: s.group,
       showlegend: s.showlegend,
       x: s.x.slice(),
@@ -192,6 +206,9 @@ export function curves(div, series, opts = {}) {
     });
   });
   const layout = baseLayout(opts);
+  // entries broken into lines (phones): the legend sits on the figure's bottom edge, where
+  // its height cannot push it up into the x axis' title as a paper-relative place does
+  if (data.some((t) => String(t.name).includes("<br>"))) Object.assign(layout.legend, { yref: "container", y: 0, yanchor: "bottom" });
   const lines = data.filter((t) => !t.fill && t.hoverinfo !== "skip");
   const empty = !lines.some((t) => t.x.length);
   const lastX = Math.max(opts.xmax || 0, ...data.map((t) => (t.x.length ? t.x[t.x.length - 1] : 0)));
@@ -203,17 +220,56 @@ export function curves(div, series, opts = {}) {
     range: opts.xmax ? [0.5, opts.xmax + 0.5] : empty ? [0.5, 10.5] : undefined,
     autorange: opts.xmax || empty ? false : true,
   });
+  const thin = empty ? null : thinRange(data, opts);
   layout.yaxis = axis(opts.ytitle || "", {
     type: opts.logY ? "log" : "linear",
     ticksuffix: opts.percent ? "%" : "",
     exponentformat: "power",
-    // no data yet: a sensible empty frame instead of Plotly's -1..4
-    range: empty ? (opts.logY ? [-4, 0] : opts.percent ? [0, 100] : [0, 3]) : undefined,
-    autorange: !empty,
+    // no data yet: a sensible empty frame instead of Plotly's -1..4; one point or value so
+    // far: a frame around it (thinRange)
+    range: empty ? (opts.logY ? [-4, 0] : opts.percent ? [0, 100] : [0, 3]) : thin || undefined,
+    autorange: !empty && !thin,
   });
   div._rlScale = scale;
-  div._rlEmpty = empty;
+  div._rlEmpty = empty || Boolean(thin); // extend() lets the axis fit once more points come
   return plot(div, data, layout);
+}
+
+/** A range `span` wide centred on v, moved to stay within [min, max] where it can. */
+export function around(v, span, min = -Infinity, max = Infinity) {
+  let lo = v - span / 2;
+  let hi = v + span / 2;
+  if (lo < min) [lo, hi] = [min, min + span];
+  if (hi > max) [lo, hi] = [max - span, max];
+  return [Math.max(lo, min), Math.min(hi, max)];
+}
+
+/**
+ * The y range for curves that are one point so far (a single epoch) or one value: Plotly
+ * would stretch a sliver around it over the whole height (112 to 113.5 for one epoch's
+ * speed). A decade either side on a log axis, at least 20 points on a percent one, else at
+ * least 0 to 2v; null once there are several values over several epochs, which Plotly fits.
+ * (traces: as drawn, already scaled.)
+ */
+function thinRange(traces, opts) {
+  const ys = [];
+  const xs = new Set();
+  for (const t of traces) {
+    t.y.forEach((v, i) => {
+      if (!Number.isFinite(v) || (opts.logY && v <= 0)) return;
+      ys.push(v);
+      xs.add(t.x[i]);
+    });
+  }
+  if (!ys.length) return null;
+  const lo = Math.min(...ys);
+  const hi = Math.max(...ys);
+  if (lo !== hi && xs.size > 1) return null;
+  if (opts.logY) return [Math.log10(lo) - 1, Math.log10(hi) + 1];
+  const mid = (lo + hi) / 2;
+  const spread = (hi - lo) * 1.5;
+  if (opts.percent) return around(mid, Math.max(20, spread), 0, 100);
+  return around(mid, Math.max(2 * Math.abs(mid) || 2, spread));
 }
 
 /**
@@ -231,7 +287,7 @@ export function extend(div, points) {
   }
   const indices = [...byTrace.keys()];
   if (div._rlEmpty) {
-    // the first points: let the y axis fit them from now on
+    // the first points (or the first beside a single one): let the y axis fit them from now on
     div._rlEmpty = false;
     window.Plotly.relayout(div, { "yaxis.autorange": true });
   }

@@ -29,11 +29,13 @@ function parseIds(text) {
   return [...new Set(text.split(/[\s,]+/).filter((p) => /^\d+$/.test(p)).map(Number))];
 }
 
+/** A run's legend entry: its id and name, then the first fields that differ, each named
+ * ("#2 leaky baseline: activation LeakyReLU, width 6, seed 0"). */
 function short(run) {
   const c = run.config || {};
-  const parts = differing.slice(0, 4).map((f) => (f === "seed" ? `s${c.seed}` : label(f, c[f])));
+  const parts = differing.slice(0, 4).map((f) => `${fieldLabel(f)} ${label(f, c[f])}`);
   const name = run.name ? ` ${run.name}` : "";
-  return `#${run.id}${name}${parts.length ? ` ${parts.join(" ")}` : ""}`;
+  return `#${run.id}${name}${parts.length ? `: ${parts.join(", ")}` : ""}`;
 }
 
 // ------------------------------------------------------------------ the view, in the URL
@@ -53,7 +55,7 @@ function writeView() {
   if (ids.length) q.set("run_ids", ids.join(","));
   if (controls.metric.value !== "test_acc") q.set("metric", controls.metric.value);
   q.set("group", controls.group.value || "none");
-  if (controls.log.checked) q.set("log", "1");
+  if (controls.log.checked && !controls.log.disabled) q.set("log", "1");
   if (Number(controls.smooth.value)) q.set("smooth", controls.smooth.value);
   if (controls.showRuns.checked) q.set("runs", "1");
   history.replaceState(null, "", `/compare${q.toString() ? `?${q}` : ""}`);
@@ -122,16 +124,32 @@ function renderGroupSelect(want) {
 
 // ------------------------------------------------------------------ figures
 
+/** A metric that is always drawn on a log axis (the learning rate: 0.1, 0.01 and 0.001
+ * would look alike on a linear one) ticks and locks the box; leaving it gives back the
+ * user's own choice. */
+function syncLogBox(spec) {
+  const box = controls.log;
+  const forced = Boolean(spec.logY);
+  if (forced && !box.disabled) {
+    box.dataset.chosen = box.checked ? "1" : "";
+    box.checked = true;
+  } else if (!forced && box.disabled) box.checked = box.dataset.chosen === "1";
+  box.disabled = forced;
+  box.title = forced ? `${spec.title} is always on a log axis` : "";
+}
+
 function drawCurves() {
   const metric = controls.metric.value;
   const spec = METRICS[metric];
+  syncLogBox(spec);
   const alpha = Number(controls.smooth.value) || 0;
   byId("smoothing-value").textContent = alpha ? alpha.toFixed(2) : "off";
   const field = controls.group.value;
   controls.showRuns.disabled = !field;
-  const series = field
+  const series = (field
     ? groupSeries(groupBy(runs, field), rows, metric, alpha, (v) => `${fieldLabel(field)} ${label(field, v)}`, controls.showRuns.checked)
-    : runSeries(runs, rows, metric, alpha, short);
+    : runSeries(runs, rows, metric, alpha, short)
+  ).map((s) => ({ ...s, shape: spec.shape })); // steps for the learning rate, as on the run page
   byId("curves-title").textContent = `${spec.title.replace(/ \(%\)$/, "")[0].toUpperCase()}${spec.title.replace(/ \(%\)$/, "").slice(1)}${field ? ` by ${fieldLabel(field)}` : ""}`;
   const note = byId("curves-note");
   note.textContent = field

@@ -8,7 +8,8 @@ export const METRICS = {
   train_acc: { title: "training accuracy (%)", percent: true },
   test_loss: { title: "test loss" },
   train_loss: { title: "training loss" },
-  lr: { title: "learning rate" },
+  // as on the run page: constant within an epoch (steps), phases a decade apart (log axis)
+  lr: { title: "learning rate", logY: true, shape: "hv" },
   images_per_second: { title: "training images / s" },
   seconds: { title: "seconds per epoch" },
 };

@@ -109,7 +109,10 @@ export async function renderHeatmaps() {
     });
     return { p, z, text, hover, empty };
   });
+  // One value so far (one finished square, or all alike): ten points around it, not a
+  // colour bar from 40.15 to 40.3 %; two close values keep their own narrow range.
   if (!Number.isFinite(lo)) [lo, hi] = [0, 1];
+  else if (hi === lo) [lo, hi] = Charts.around(lo, 0.1, 0, 1);
   else if (hi - lo < 0.002) [lo, hi] = [lo - 0.001, hi + 0.001];
 
   // one div per panel; reuse them so Plotly.react updates in place
