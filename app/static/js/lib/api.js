@@ -89,8 +89,9 @@ function loginUrl() {
   return "/login?next=" + encodeURIComponent(location.pathname + location.search);
 }
 
-/** fetch() a JSON API path; state-changing methods carry the CSRF header. */
-export async function api(path, { method = "GET", body, signal } = {}) {
+/** fetch() a JSON API path; state-changing methods carry the CSRF header. A 401 opens the
+ * login page, unless `login: false` (a request in the background must not leave a form). */
+export async function api(path, { method = "GET", body, signal, login = true } = {}) {
   const headers = { Accept: "application/json" };
   if (method !== "GET" && method !== "HEAD") {
     headers["Content-Type"] = "application/json";
@@ -105,7 +106,7 @@ export async function api(path, { method = "GET", body, signal } = {}) {
     signal,
   });
   if (resp.status === 401) {
-    location.href = loginUrl();
+    if (login) location.href = loginUrl();
     throw new ApiError(401, { detail: "login required" });
   }
   let data = null;

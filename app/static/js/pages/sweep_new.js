@@ -6,7 +6,9 @@ import { api } from "../lib/api.js";
 import { build, kind as fieldKind, parse as parseField } from "../lib/configform.js";
 import { showReadiness } from "../lib/datasets.js";
 import { byId, clear, debounce, el, toast } from "../lib/dom.js";
-import { eta, fieldLabel, label } from "../lib/format.js";
+import { keepDraft, takeDraft } from "../lib/draft.js";
+import { timeParts } from "../lib/estimate.js";
+import { fieldLabel, label } from "../lib/format.js";
 import { pageData } from "../lib/page.js";
 import { problem } from "../lib/schema.js";
 
@@ -308,12 +310,13 @@ const runEstimate = debounce(async () => {
   const b = body();
   if (!b.seeds || !b.seeds.length) return;
   try {
-    const est = await api("/api/sweeps/estimate", { method: "POST", body: b });
+    const est = await api("/api/sweeps/estimate", { method: "POST", body: b, login: false });
     if (seq !== estimateSeq) return;
     renderEstimate(b, est);
   } catch (e) {
-    if (seq !== estimateSeq || e.status === 401) return;
-    if (e.status === 422) {
+    if (seq !== estimateSeq) return;
+    if (e.status === 401) renderEstimate(b, null, "log in to see the training time");
+    else if (e.status === 422) {
       clearErrors();
       const rest = placeErrors(e.fieldErrors);
       clear(estimateBox).append(el("span", { class: "err" }, rest.length ? rest.join("; ") : "Fix the fields marked in red."));
@@ -323,7 +326,7 @@ const runEstimate = debounce(async () => {
   }
 }, 350);
 
-function renderEstimate(b, est) {
+function renderEstimate(b, est, pending = "estimating the training time…") {
   clearErrors();
   const runs = est ? est.runs : localCount(b);
   const parts = [el("strong", { id: "estimate-runs", "data-runs": runs }, `${runs} run${runs === 1 ? "" : "s"}`)];
@@ -331,15 +334,9 @@ function renderEstimate(b, est) {
   const dims = Object.entries(g).map(([f, v]) => `${v.length} ${fieldLabel(f)}`);
   if (dims.length) parts.push(` (${[...dims, `${b.seeds.length} seed${b.seeds.length === 1 ? "" : "s"}`].join(" × ")})`);
   if (est) {
-    parts.push(" · ", `${Number(est.epochs).toLocaleString()} epochs`);
-    const known = est.estimated_gpu_seconds !== null && est.estimated_gpu_seconds !== undefined;
-    parts.push(
-      " · training time on one worker ",
-      el("strong", { id: "estimate-time", "data-known": known }, known ? eta(est.estimated_gpu_seconds) : "not known yet"),
-    );
-    if (est.basis && est.basis.length) parts.push(el("div", { class: "small muted", id: "estimate-basis" }, `Basis: ${est.basis.join("; ")}.`));
+    parts.push(" · ", ...timeParts(est));
   } else {
-    parts.push(el("span", { class: "muted" }, " · estimating the training time…"));
+    parts.push(el("span", { class: "muted" }, ` · ${pending}`));
   }
   clear(estimateBox).append(...parts);
 }
@@ -466,7 +463,9 @@ form.addEventListener("submit", async (event) => {
       showFormErrors("The grid was not started:", rest.length ? rest : ["Fix the fields marked in red."]);
       const first = form.querySelector(".invalid");
       if (first) first.focus();
-    } else if (e.status !== 401) {
+    } else if (e.status === 401) {
+      keepDraft(draft()); // the login page opens: the grid comes back after it
+    } else {
       showFormErrors("The grid was not started:", [e.message]);
     }
   } finally {
@@ -475,5 +474,39 @@ form.addEventListener("submit", async (event) => {
   }
 });
 
-if (new URLSearchParams(location.search).get("preset") === "report") fillReport();
+// ------------------------------------------------------------------ kept across a login
+
+/** What was typed, as typed (the name and seeds too), to fill the form again. */
+function draft() {
+  return { ...body(), name: nameInput.value, seeds: seedsInput.value };
+}
+
+function fillFrom(d) {
+  if (d.preset === "report") fillReport();
+  for (const [field, values] of Object.entries(d.grid || {})) {
+    const box = factorBoxes[field];
+    if (!box) {
+      addExtraRow(field, values.map(String).join(", "));
+      continue;
+    }
+    const ticked = new Set();
+    for (const input of box.checks.querySelectorAll("input")) {
+      input.checked = values.map(String).includes(input.value);
+      if (input.checked) ticked.add(input.value);
+    }
+    if (box.extra) box.extra.value = values.map(String).filter((v) => !ticked.has(v)).join(", ");
+  }
+  cfg.set(d.base || {});
+  nameInput.value = d.name || "";
+  seedsInput.value = d.seeds || "0";
+  cfg.fields.dataset.input.dispatchEvent(new Event("change"));
+  changed(false);
+  const note = byId("draft-note");
+  note.hidden = false;
+  note.textContent = "Your grid was kept while you logged in: check it and press Start grid.";
+}
+
+const kept = takeDraft();
+if (kept) fillFrom(kept);
+else if (new URLSearchParams(location.search).get("preset") === "report") fillReport();
 else changed(false);
