@@ -2,7 +2,8 @@
 
 Every page is a shell: it gets only ids and static configuration (the trainer's config
 schema) from here and fetches its data from the JSON API in the browser. Nothing in this
-module touches the database, and nothing imports torch.
+module touches the database but the header's login state under API_TOKEN (one indexed
+read, app.sessions), and nothing imports torch.
 """
 
 from __future__ import annotations
@@ -22,8 +23,11 @@ from fastapi.responses import HTMLResponse, Response
 from app.api.health import statuses
 from app.assets import IMMUTABLE, REVALIDATE, assets, etag_matches
 from app.schemas import TrainConfigIn
+from app.security import AUTH_COOKIE
+from app.sessions import login_state
 from app.templating import TEMPLATES_DIR, templates  # noqa: F401 (TEMPLATES_DIR: tests)
 from app.text import ascii_id
+from core.config import get_settings
 from trainer.config import ACTIVATIONS, AUGMENTATIONS, REPORT_GRID, REPORT_LR_RATIOS
 
 HERE = Path(__file__).resolve().parent
@@ -77,6 +81,8 @@ def render_page(request: Request, name: str, page: str, **data: Any) -> HTMLResp
     # otherwise ask for it before anything else.
     page_data = {**data, "statuses": statuses()}
     context = {**data, "page": page, "page_data": page_data, "plotly_version": PLOTLY_VERSION}
+    # the same settings as the security middleware's, which decides what a session may do
+    context["signed_in"] = login_state(request.cookies.get(AUTH_COOKIE), get_settings())
     return templates.TemplateResponse(request, name, context)
 
 

@@ -8,7 +8,7 @@ import hmac
 import secrets
 from datetime import timedelta
 
-from sqlalchemy import delete, or_, update
+from sqlalchemy import delete, or_, select, update
 from sqlalchemy.orm import Session
 
 from core.config import Settings
@@ -74,6 +74,25 @@ def revoke_session(session: Session, value: str) -> None:
         .values(revoked_at=utcnow())
     )
     session.commit()
+
+
+def login_state(value: str | None, settings: Settings) -> bool | None:
+    """What the pages' header says: None without API_TOKEN (nothing to log in to), else
+    whether the cookie names a live session. Read only: showing a page is not a use."""
+    if not settings.api_token:
+        return None
+    if not value:
+        return False
+    with new_session(engine_for(settings.resolved_database_url)) as session:
+        found = session.scalar(
+            select(LoginSession.id_hash).where(
+                LoginSession.id_hash == _sha256(value),
+                LoginSession.token_digest == _token_digest(settings.api_token),
+                LoginSession.revoked_at.is_(None),
+                LoginSession.expires_at > utcnow(),
+            )
+        )
+    return found is not None
 
 
 def session_ok(value: str, settings: Settings) -> bool:
