@@ -56,9 +56,9 @@ def train_packed(
 
     on_epoch(i, metrics) and should_stop(i) are trainer.train's callbacks for member i
     (should_stop is also asked before member i's checkpoint write); on_batch(epoch, batch,
-    batches) after every packed batch (the epoch of the pack's first member); on_leave(i,
-    result) as soon as member i leaves the pack (done or stopped),
-    with the RunResult the returned list will hold; on_checkpoint(i, path) right after member
+    batches) after every packed batch (the epoch of the first member still training);
+    on_leave(i, result) as soon as member i leaves the pack (done or stopped), with the
+    RunResult the returned list will hold; on_checkpoint(i, path) right after member
     i's checkpoint is written (as trainer.train's on_checkpoint); may_checkpoint(i) right
     before it is published (as trainer.train's, for member i). checkpoint_dirs[i] (None: no
     checkpoints) is member i's checkpoint directory, resumed from if it holds a checkpoint;
@@ -128,6 +128,7 @@ class _PackedRun:
         self.cadence = checkpoint.Cadence(checkpoint_seconds)
         self.active = [m for m in members if not m.done]
         self.pack: Pack | None = None  # built from the active members when a batch needs it
+        self.eager = False  # set once a pack's compile failed: the later packs do not try
         self.batches_done = 0  # of the epoch under way; 0 between epochs
         self.batch_bar = None
         self.epochs_bar = tqdm(
@@ -192,7 +193,7 @@ class _PackedRun:
     def _train_batch(self) -> None:
         """One batch: each member's own images and augmentation, side by side."""
         if self.pack is None:
-            self.pack = Pack(self.active, self.runtime, len(self.data.classes))
+            self.pack = Pack(self.active, self.runtime, len(self.data.classes), self.eager)
         pack, data = self.pack, self.data
         x, y = packed_batch(
             data.train_x, data.train_y, [m.order for m in pack.members],
@@ -207,7 +208,7 @@ class _PackedRun:
         self.batches_done += 1
         self.batch_bar.update(1)
         if self.hooks.on_batch is not None:
-            self.hooks.on_batch(pack.members[0].next_epoch, self.batches_done, self.batch_bar.total)
+            self.hooks.on_batch(self.active[0].next_epoch, self.batches_done, self.batch_bar.total)
 
     def _end_epoch(self) -> None:
         """Every active member ends an epoch here: test, checkpoint, report."""
@@ -253,8 +254,9 @@ class _PackedRun:
             hooks.on_checkpoint(member.index, path)
 
     def _report(self, members: list[Member]) -> None:
-        """Each member's finished epoch, to the caller and the progress bar."""
-        for member in members:
+        """Each member's finished epoch, to the caller and the progress bar (in the order of
+        train_packed's configs, not the pack's)."""
+        for member in sorted(members, key=lambda m: m.index):
             self.epochs_bar.update(1)
             self.epochs_bar.set_postfix(test_acc=f"{member.history[-1].test_acc:.4f}")
             if self.hooks.on_epoch is not None:
@@ -264,6 +266,7 @@ class _PackedRun:
         """Weights and momentum back into the members; the next batch packs anew."""
         if self.pack is not None:
             self.pack.store()
+            self.eager = self.eager or self.pack.compile_failed
             self.pack = None
 
     def _leave(self, leaving: list[Member]) -> None:
@@ -324,10 +327,11 @@ def _evaluate_packed(
         targets = y[:, None].expand(-1, k)
         losses = F.cross_entropy(logits.float().transpose(1, 2), targets, reduction="none")
         loss_sums += losses.sum(0)
-        codes = offsets + targets * c + logits.argmax(2)
-        pairs += torch.bincount(codes.flatten(), minlength=k * c * c)
+        # scatter_add_, as trainer.loop: bincount on CUDA reads its input's max to the host.
+        codes = (offsets + targets * c + logits.argmax(2)).flatten()
+        pairs.scatter_add_(0, codes, torch.ones_like(codes))
     pack.model.train()
-    confusion = pairs.view(k, c, c).cpu()
+    confusion = pairs.view(k, c, c).cpu()  # the first wait for the device, once per evaluation
     count = max(len(labels), 1)
     return [
         (loss / count, confusion[j].diagonal().sum().item() / count, confusion[j].clone())

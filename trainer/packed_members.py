@@ -10,11 +10,11 @@ or when its membership changes.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 
-from trainer.packed_model import PackedResNet18
+from trainer.packed_model import ActivationSpec, PackedResNet18, grouped_order
 from trainer.packed_step import PackedSGD
 from trainer.precision import CompiledOrEager, Runtime
 from trainer.schedule import lr_at_epoch, set_lr
@@ -57,19 +57,33 @@ class _EveryMember:
 
     def __init__(self, members: list[Member]) -> None:
         self.members = members
+        self.told = False
 
     def append(self, message: str) -> None:
+        self.told = True
         for member in self.members:
             member.warnings.append(message)
 
 
-class Pack:
-    """The members' weights and momentum, packed; plus their running train sums."""
+def _spec(member: Member) -> ActivationSpec:
+    return member.config.activation, member.config.leaky_relu_slope
 
-    def __init__(self, members: list[Member], runtime: Runtime, num_classes: int) -> None:
+
+class Pack:
+    """The members' weights and momentum, packed; plus their running train sums.
+
+    Members sit in the pack with equal activations side by side (packed_model.grouped_order),
+    so `members` need not be in the order given. A pack is compiled when the runtime says so
+    and `eager` does not (trainer.precision.CompiledOrEager: dynamic=False, eager on failure).
+    """
+
+    def __init__(
+        self, members: list[Member], runtime: Runtime, num_classes: int, eager: bool = False
+    ) -> None:
+        members = [members[i] for i in grouped_order([_spec(m) for m in members])]
         self.members = members
         k = len(members)
-        specs = [(m.config.activation, m.config.leaky_relu_slope) for m in members]
+        specs = [_spec(m) for m in members]
         # Built on the meta device: no init work and no draw from the global RNG, since
         # every value is copied in from the members.
         with torch.device("meta"):
@@ -77,7 +91,18 @@ class Pack:
         model = model.to_empty(device=runtime.device).to(memory_format=runtime.memory_format)
         model.load_members([m.model.state_dict() for m in members])
         self.model = model
-        self.forward = CompiledOrEager(model, runtime, _EveryMember(members))
+        if eager:
+            runtime = replace(runtime, compile=False)
+        elif runtime.compile:
+            # A fresh graph cache for every pack: each membership has shapes of its own, and
+            # the old pack's graphs never run again. Kept, they would reach dynamo's limit of
+            # 8 graphs per function by the third pack, and every later pack would go eager
+            # without a word.
+            from torch import _dynamo  # only where compiling: the CPU never loads it
+
+            _dynamo.reset()
+        self._compile_warnings = _EveryMember(members)
+        self.forward = CompiledOrEager(model, runtime, self._compile_warnings)
         self.optimizer = PackedSGD(
             list(model.parameters()),
             k,
@@ -92,6 +117,11 @@ class Pack:
                     self.optimizer.load_buffer(i, j, buffer)
         self.loss_sums = torch.zeros(k, dtype=torch.float64, device=runtime.device)
         self.corrects = torch.zeros(k, dtype=torch.int64, device=runtime.device)
+
+    @property
+    def compile_failed(self) -> bool:
+        """True once the pack's compile fell back to eager (its members were told)."""
+        return self._compile_warnings.told
 
     def set_lr(self) -> None:
         self.optimizer.set_lr([m.lr for m in self.members])

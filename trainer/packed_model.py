@@ -25,6 +25,22 @@ from trainer.model import apply_activation, make_activation
 ActivationSpec = tuple[str, float]
 
 
+def same_function(spec: ActivationSpec) -> tuple[str, float | None]:
+    """What makes two activations the same function: the slope counts for leaky_relu only."""
+    name, slope = spec
+    return name, slope if name == "leaky_relu" else None
+
+
+def grouped_order(specs: Sequence[ActivationSpec]) -> list[int]:
+    """The members' indices with equal activations side by side (first come first, stable
+    within each): in that order a mixed pack slices each activation site once per distinct
+    activation, not once per change between neighbours."""
+    first: dict[tuple, int] = {}
+    for k, spec in enumerate(specs):
+        first.setdefault(same_function(spec), k)
+    return sorted(range(len(specs)), key=lambda k: (first[same_function(specs[k])], k))
+
+
 class PackedActivation(nn.Module):
     """Member k's activation on channel block k; one call per run of equal neighbours."""
 
@@ -34,7 +50,7 @@ class PackedActivation(nn.Module):
         # Runs of consecutive members with the same activation share one call.
         self.runs: list[tuple[int, int, ActivationSpec]] = []
         for k, spec in enumerate(specs):
-            if self.runs and self.runs[-1][2] == spec:
+            if self.runs and same_function(self.runs[-1][2]) == same_function(spec):
                 self.runs[-1] = (self.runs[-1][0], k + 1, spec)
             else:
                 self.runs.append((k, k + 1, spec))

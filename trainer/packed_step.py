@@ -9,10 +9,12 @@ torch.optim.SGD (dampening 0, nesterov off) for every member k:
     g = grad + weight_decay_k * p;  buf = momentum_k * buf + g;  p = p - lr_k * buf
 
 where torch starts buf at the first g: here it starts at zero, and momentum_k * 0 + g == g
-exactly. Every packed tensor is split once into its K member blocks (dense views along dim
-0), so one multi-tensor (_foreach) kernel updates all blocks of all tensors with per-block
-scalars: a handful of fused launches per step, and no host sync (the scalars are Python
-floats, passed as kernel arguments).
+exactly. All of it is in place, in torch's own order (grad.add_(p, alpha=wd), buf.mul_(m)
+.add_(grad), p.add_(buf, alpha=-lr)): no parameter-sized temporaries. Members sharing a value
+share one multi-tensor (_foreach) call, on views of their consecutive blocks along dim 0 (the
+whole tensors when all members agree, the usual case for momentum and weight decay): a
+handful of fused launches per step, and no host sync (the scalars are Python floats, passed
+as kernel arguments).
 """
 
 from __future__ import annotations
@@ -24,6 +26,9 @@ import torch.nn.functional as F
 
 from trainer.augment import augment
 from trainer.precision import Runtime
+
+# Members sharing a value: their (first, end) ranges of consecutive members.
+_Spans = list[tuple[int, int]]
 
 
 class PackedSGD:
@@ -45,21 +50,28 @@ class PackedSGD:
         self.buffers = [torch.zeros_like(p) for p in self.params]
         # Which members' buffers hold a real history (torch's SGD state has a buffer).
         self.started = [False] * members
-        self._p = self._blocks([p.detach() for p in self.params])
-        self._buf = self._blocks(self.buffers)
-        self._wd = self._per_block(self.weight_decay)
-        self._momentum = self._per_block(self.momentum)
+        self._p = [p.detach() for p in self.params]
+        self._decay = [(v, spans) for v, spans in _by_value(self.weight_decay) if v != 0]
+        self._momentum = [
+            (self._views(self.buffers, spans), v) for v, spans in _by_value(self.momentum)
+        ]
         self.set_lr(lr)
 
-    def _blocks(self, tensors: Sequence[torch.Tensor]) -> list[torch.Tensor]:
-        return [block for t in tensors for block in t.chunk(self.members)]
-
-    def _per_block(self, values: Sequence[float]) -> list[float]:
-        return [float(v) for _ in self.params for v in values]
+    def _views(self, tensors: Sequence[torch.Tensor], spans: _Spans) -> list[torch.Tensor]:
+        """Each tensor's blocks of the members in spans (one view per span)."""
+        k = self.members
+        views = []
+        for t in tensors:
+            n = t.shape[0] // k
+            views += [t if b - a == k else t.narrow(0, a * n, (b - a) * n) for a, b in spans]
+        return views
 
     def set_lr(self, lr: Sequence[float]) -> None:
         self.lr = list(lr)
-        self._neg_lr = self._per_block([-v for v in self.lr])
+        self._steps = [
+            (self._views(self._p, spans), self._views(self.buffers, spans), -v)
+            for v, spans in _by_value(self.lr)
+        ]
 
     def zero_grad(self) -> None:
         for p in self.params:
@@ -67,13 +79,14 @@ class PackedSGD:
 
     @torch.no_grad()
     def step(self) -> None:
-        grads = self._blocks([p.grad for p in self.params])
-        g = torch._foreach_mul(self._p, self._wd)
-        torch._foreach_add_(g, grads)  # grad + wd * p, as torch.optim.SGD
-        torch._foreach_mul_(self._buf, self._momentum)
-        torch._foreach_add_(self._buf, g)
-        del g
-        torch._foreach_add_(self._p, torch._foreach_mul(self._buf, self._neg_lr))
+        grads = [p.grad for p in self.params]
+        for wd, spans in self._decay:  # grad + wd * p, as torch.optim.SGD
+            torch._foreach_add_(self._views(grads, spans), self._views(self._p, spans), alpha=wd)
+        for buffers, momentum in self._momentum:
+            torch._foreach_mul_(buffers, momentum)
+        torch._foreach_add_(self.buffers, grads)
+        for params, buffers, neg_lr in self._steps:
+            torch._foreach_add_(params, buffers, alpha=neg_lr)
         self.started = [True] * self.members
 
     @torch.no_grad()
@@ -134,3 +147,15 @@ def packed_train_step(
     losses.sum().backward()
     optimizer.step()
     return losses.detach(), logits.detach()
+
+
+def _by_value(values: Sequence[float]) -> list[tuple[float, _Spans]]:
+    """Each distinct value with the ranges of consecutive members that have it."""
+    groups: dict[float, _Spans] = {}
+    for k, value in enumerate(float(v) for v in values):
+        spans = groups.setdefault(value, [])
+        if spans and spans[-1][1] == k:
+            spans[-1] = (spans[-1][0], k + 1)
+        else:
+            spans.append((k, k + 1))
+    return list(groups.items())
