@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from celery.signals import worker_shutting_down
-from sqlalchemy import select
+from sqlalchemy import case, select
 
 from core import lifecycle, worker_registry
 from core.config import Settings, get_settings
@@ -296,24 +296,35 @@ def _claim(session, run_id: int, settings: Settings, store: Store) -> Member | s
 def _claim_companions(session, first: Member, settings: Settings, store: Store) -> list[Member]:
     """Up to pack - 1 more queued runs that can train in one network with `first`, claimed
     with the same compare-and-set as any task; their own queue messages then find them
-    taken and do nothing."""
-    key = pack_key(first.config)
+    taken and do nothing. Runs with `first`'s activation come first (a pack of one
+    activation applies it whole at every site; a mixed one slices and joins there), then
+    the others; in id order within each."""
+    key, activation = pack_key(first.config), _activation(first.config)
     queued = session.execute(
         select(Run.id, Run.config)
         .where(Run.status == RunStatus.queued, Run.cancel_requested.is_(False))
-        .order_by(Run.id)
+        .order_by(case((Run.activation == first.config.activation, 0), else_=1), Run.id)
         .limit(COMPANION_SCAN)
     ).all()
-    companions: list[Member] = []
+    candidates = []
     for run_id, config in queued:
+        config = TrainConfig.model_validate(config)
+        if run_id != first.run_id and pack_key(config) == key:
+            candidates.append((_activation(config) != activation, run_id))
+    companions: list[Member] = []
+    for _, run_id in sorted(candidates):
         if len(companions) == settings.pack - 1:
             break
-        if run_id == first.run_id or pack_key(TrainConfig.model_validate(config)) != key:
-            continue
         member = _claim(session, run_id, settings, store)
         if isinstance(member, Member):
             companions.append(member)
     return companions
+
+
+def _activation(config: TrainConfig) -> tuple[str, float | None]:
+    """The activation as a function (trainer.packed_model.same_function, without torch)."""
+    slope = config.leaky_relu_slope if config.activation == "leaky_relu" else None
+    return config.activation, slope
 
 
 def _train(members, settings, hooks: _Hooks, on_leave) -> list[RunResult]:
