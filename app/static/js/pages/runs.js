@@ -6,7 +6,7 @@
 
 import { api } from "../lib/api.js";
 import { byId, clear, debounce, el, poll } from "../lib/dom.js";
-import { configValue, duration, eta, factorLine, label, num, pct, rate, when } from "../lib/format.js";
+import { configValue, duration, eta, factorLine, label, num, pct, when } from "../lib/format.js";
 import { pageData } from "../lib/page.js";
 import { ACTIVE, RETRYABLE, STATUSES, badge, progressBar, runAction } from "../lib/status.js";
 import { initBulk } from "./runs_bulk.js";
@@ -348,8 +348,8 @@ function cell(run, col) {
     case "best_epoch":
     case "attempts":
       return num(run[col.key]);
-    case "images_per_second":
-      return rate(run.images_per_second);
+    case "images_per_second": // the header says "Images/s": the number alone keeps it narrow
+      return Number.isFinite(run.images_per_second) ? num(Math.round(run.images_per_second)) : "—";
     case "seconds_per_epoch":
       return run.epochs_done ? `${num((run.duration_seconds || 0) / run.epochs_done, 3)} s` : "—";
     case "duration_seconds":

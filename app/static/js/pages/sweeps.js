@@ -22,6 +22,11 @@ function bestOf(best) {
   return [el("span", { class: "best-key" }, cell), " ", el("strong", {}, pct(best.mean)), el("span", { class: "muted small" }, ` n=${best.n}`)];
 }
 
+/** A table cell; `title` names it on a phone, where each grid is a card with no header row. */
+function cell(cls, title, content, attrs = {}) {
+  return el("td", { class: cls, "data-label": title, ...attrs }, content);
+}
+
 async function refresh() {
   let page;
   try {
@@ -46,16 +51,16 @@ async function refresh() {
       el(
         "tr",
         { "data-sweep": s.id },
-        el("td", {}, el("a", { href: `/sweeps/${s.id}` }, `#${s.id}`)),
-        el("td", {}, el("a", { href: `/sweeps/${s.id}` }, s.name || "unnamed"), s.preset ? el("span", { class: "muted small" }, ` (${s.preset})`) : null),
-        el("td", { class: "hide-sm" }, label("dataset", base.dataset || "cifar10")),
-        el("td", {}, (s.factors || []).map(fieldLabel).join(" × ") || "—"),
-        el("td", { class: "num" }, s.total_runs ?? (s.run_ids || []).length),
-        el("td", {}, chipsOf(s.counts)),
-        el("td", {}, progressBar(s.progress || 0, { small: true }), el("span", { class: "small muted" }, `${Math.round((s.progress || 0) * 100)}%`)),
-        el("td", { class: "best", "data-best": s.best ? s.best.mean : "" }, bestOf(s.best)),
-        el("td", { class: "num" }, active ? eta(s.eta_seconds) : "—"),
-        el("td", { class: "hide-sm nowrap" }, when(s.created_at)),
+        cell("c-id", null, el("a", { href: `/sweeps/${s.id}` }, `#${s.id}`)),
+        cell("c-name c-head", null, [el("a", { href: `/sweeps/${s.id}` }, s.name || "unnamed"), s.preset ? el("span", { class: "muted small" }, ` (${s.preset})`) : null]),
+        cell("c-dataset", "Dataset", label("dataset", base.dataset || "cifar10")),
+        cell("c-factors", "Factors", (s.factors || []).map(fieldLabel).join(" × ") || "—"),
+        cell("c-runs num", "Runs", s.total_runs ?? (s.run_ids || []).length),
+        cell("c-status c-wide", null, chipsOf(s.counts)),
+        cell("c-progress", "Progress", [progressBar(s.progress || 0, { small: true }), el("span", { class: "small muted" }, `${Math.round((s.progress || 0) * 100)}%`)]),
+        cell("c-best best c-wide", "Best cell", bestOf(s.best), { "data-best": s.best ? s.best.mean : "" }),
+        cell("c-eta num", "ETA", active ? eta(s.eta_seconds) : "—"),
+        cell("c-created nowrap", "Created", when(s.created_at)),
       ),
     );
   }

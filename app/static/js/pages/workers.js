@@ -30,6 +30,11 @@ function memory(w) {
   return `${used} / ${(w.memory_total_bytes / GIB).toFixed(1)} GiB`;
 }
 
+/** A table cell; `title` names it on a phone, where each worker is a card with no header row. */
+function cell(cls, title, content) {
+  return el("td", { class: cls, "data-label": title }, content);
+}
+
 const percent = (x) => (x === null || x === undefined ? "—" : `${Math.round(x)}%`);
 const celsius = (x) => (x === null || x === undefined ? "—" : `${Math.round(x)} °C`);
 
@@ -83,15 +88,15 @@ async function refresh() {
       el(
         "tr",
         { "data-worker": w.name },
-        el("td", { class: "nowrap" }, w.name),
-        el("td", {}, w.host || "—"),
-        el("td", { class: "num" }, w.pid ?? "—"),
-        el("td", {}, device(w)),
-        el("td", { class: "num" }, percent(w.utilization)),
-        el("td", { class: "num nowrap" }, memory(w)),
-        el("td", { class: "num" }, celsius(w.temperature_c)),
-        el("td", { class: "num nowrap" }, `${duration(w.heartbeat_age_seconds)} ago`),
-        el("td", {}, training(w.run)),
+        cell("c-name c-head nowrap", null, w.name),
+        cell("c-host", "Host", w.host || "—"),
+        cell("c-pid num", "PID", w.pid ?? "—"),
+        cell("c-device c-wide", null, device(w)),
+        cell("c-utilisation num", "Utilisation", percent(w.utilization)),
+        cell("c-memory num nowrap", "Memory", memory(w)),
+        cell("c-temp num", "Temp.", celsius(w.temperature_c)),
+        cell("c-heartbeat num nowrap", "Heartbeat", `${duration(w.heartbeat_age_seconds)} ago`),
+        cell("c-training c-wide", "Training", training(w.run)),
       ),
     );
   }
