@@ -20,6 +20,8 @@
  * A page that loaded Plotly itself (window.Plotly) keeps its own.
  */
 
+import { parcoordsLayout } from "./parcoords_layout.js";
+
 let plotlyReady = null;
 
 /** window.Plotly, once loaded. */
@@ -616,36 +618,19 @@ export function parcoords(div, spec) {
     },
   });
   const layout = baseLayout({ title: spec.title, showlegend: false });
-  layout.margin = narrow ? { l: 45, r: 20, t: 60, b: 20 } : { l: 70, r: 40, t: 60, b: 20 };
+  const ticks = dims.map((d, j) => (d.tickvals || niceTicks(scales[j].lo, scales[j].hi)).map((v) => ({ y: pos(j, v), text: plain(shown(d, v)) })));
   layout.hovermode = "closest";
-  layout.xaxis = {
-    tickvals: xs,
-    ticktext: dims.map((d) => plain(d.label)),
-    side: "top",
-    range: [-0.45, dims.length - 0.55],
-    showgrid: false,
-    zeroline: false,
-    showline: false,
-    ticks: "",
-    fixedrange: true,
-  };
   layout.yaxis = { range: [-0.04, 1.04], visible: false, fixedrange: true };
   layout.shapes = xs.map((j) => ({ type: "line", x0: j, x1: j, y0: 0, y1: 1, layer: "below", line: { color: "#9aa3b2", width: 1 } }));
-  layout.annotations = dims.flatMap((d, j) => {
-    const ticks = d.tickvals || niceTicks(scales[j].lo, scales[j].hi);
-    return ticks.map((v) => ({
-      x: j,
-      y: pos(j, v),
-      text: plain(shown(d, v)),
-      showarrow: false,
-      xanchor: "right",
-      xshift: -4,
-      font: { size: 11, color: "#3a4457" },
-      bgcolor: "rgba(255,255,255,0.75)",
-    }));
+  // below the page's first chart: drawn when scrolled into view, its words placed for the
+  // width it has then
+  return later(div, () => {
+    const fit = parcoordsLayout(div.clientWidth, dims.map((d) => plain(d.label)), ticks, narrow);
+    layout.margin = { ...fit.margin, t: fit.margin.t + (spec.title ? 30 : 0) };
+    layout.xaxis = { range: fit.range, visible: false, fixedrange: true };
+    layout.annotations = fit.annotations;
+    return plot(div, data, layout);
   });
-  // below the page's first chart: drawn when scrolled into view
-  return later(div, () => plot(div, data, layout));
 }
 
 /**
