@@ -2,7 +2,7 @@
 
 What it measures: training images per second summed over all runs (forward, backward and
 SGD step, with per-image random crop + flip on the device), timed over --steps batches after
---warmup untimed ones, for each K in --ks, in four ways:
+--warmup untimed ones, for each K in --ks, in these ways:
 
   one        a single run: trainer.model.ResNet18 with trainer.step.train_step, the hot loop
              of trainer.loop (as bench/trainer_speed.py times it). The reference for ratios.
@@ -13,11 +13,14 @@ SGD step, with per-image random crop + flip on the device), timed over --steps b
              all images over the time from the first timed step to the last one.
   packed     the K runs as one trainer.packed_model.PackedResNet18 (grouped convolutions),
              stepped by trainer.packed_step (packed_batch, packed_train_step, PackedSGD),
-             the hot loop of trainer.packed.train_packed.
+             the hot loop of trainer.packed.train_packed; all K with ReLU, as `one`.
+  mixed      the same with the study's four activations in turn (K = 2: ReLU and tanh;
+             K >= 4: all four), side by side as trainer.packed_members.Pack orders them:
+             every activation site slices the batch per activation and joins it again.
 
 Every run trains at batch --batch-size (128) on synthetic 32x32 RGB images, precision and
 memory layout as trainer.precision chooses them; width --width (64 on CUDA, 16 on a CPU by
-default). Each line prints aggregate img/s and its ratio to `one`.
+default). Each line prints aggregate img/s and its ratio to `one`, as soon as measured.
 
 Rerun (a few minutes on a 2-core CPU):
     python bench/pack_speed.py --ks 1,2,4 --steps 3 --warmup 1
@@ -42,12 +45,13 @@ from trainer_speed import BenchConfig, describe, make_data, sgd, sync  # noqa: E
 
 from trainer.augment import augment  # noqa: E402
 from trainer.model import ResNet18  # noqa: E402
-from trainer.packed_model import PackedResNet18  # noqa: E402
+from trainer.packed_model import PackedResNet18, grouped_order  # noqa: E402
 from trainer.packed_step import PackedSGD, packed_batch, packed_train_step  # noqa: E402
 from trainer.precision import select_runtime  # noqa: E402
 from trainer.step import train_step  # noqa: E402
 
 CONFIG = BenchConfig(augmentation="crop_flip", precision="auto")
+ACTIVATIONS = ("relu", "tanh", "leaky_relu", "sigmoid")  # `mixed` takes them in turn
 
 
 def _orders(n: int, k: int, device: torch.device) -> list[torch.Tensor]:
@@ -86,15 +90,22 @@ def run_one(
     return started, time.monotonic(), steps * batch
 
 
-def run_packed(images, labels, *, k, width, batch, steps, warmup, device) -> float:
+def activations(k: int, mixed: bool) -> list[tuple[str, float]]:
+    """The K members' activation specs, equal ones side by side as a Pack puts them."""
+    specs = [(ACTIVATIONS[i % len(ACTIVATIONS)] if mixed else "relu", 0.01) for i in range(k)]
+    return [specs[i] for i in grouped_order(specs)]
+
+
+def run_packed(images, labels, *, k, mixed, width, batch, steps, warmup, device) -> float:
     """Aggregate img/s of K runs packed into one network."""
     runtime = select_runtime(CONFIG, device)  # type: ignore[arg-type]
+    specs = activations(k, mixed)
     members = []
-    for seed in range(k):
+    for seed, (name, slope) in enumerate(specs):
         torch.manual_seed(seed)
-        members.append(ResNet18(10, width).state_dict())
+        members.append(ResNet18(10, width, name, slope).state_dict())
     with torch.device("meta"):
-        model = PackedResNet18([("relu", 0.01)] * k, 10, width)
+        model = PackedResNet18(specs, 10, width)
     model = model.to_empty(device=runtime.device).to(memory_format=runtime.memory_format)
     model.load_members(members)
     del members
@@ -146,6 +157,10 @@ def run_slots(n, *, k, threads, **kwargs) -> float:
     return sum(s[2] for s in spans) / (max(s[1] for s in spans) - min(s[0] for s in spans))
 
 
+def row(k: int, mode: str, speed: float, one: float) -> None:
+    print(f"{k:>3}  {mode:<10} {speed:17.1f}  {speed / one:9.2f}", flush=True)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     on_cuda = torch.cuda.is_available()
@@ -156,7 +171,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--steps", type=int, default=20 if on_cuda else 3)
     parser.add_argument("--warmup", type=int, default=5 if on_cuda else 1)
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
-    parser.add_argument("--skip", default="", help="comma-separated modes to skip, e.g. slots")
+    parser.add_argument(
+        "--skip", default="", help="comma-separated modes to skip: packed, mixed, sequential, slots"
+    )
     args = parser.parse_args(argv)
     width = args.width or (64 if torch.device(args.device).type == "cuda" else 16)
     ks = [int(k) for k in args.ks.split(",")]
@@ -173,26 +190,24 @@ def main(argv: list[str] | None = None) -> int:
         f"synthetic 32x32, crop+flip; warmup {args.warmup} + {args.steps} timed steps",
         flush=True,
     )
-    common = dict(width=width, batch=args.batch_size, steps=args.steps, warmup=args.warmup)
-    start, end, count = run_one(images, labels, seed=0, device=args.device, **common)
+    common = dict(
+        width=width, batch=args.batch_size, steps=args.steps, warmup=args.warmup, device=args.device
+    )
+    start, end, count = run_one(images, labels, seed=0, **common)
     one = count / (end - start)
     print(f"{'K':>3}  {'mode':<10} {'img/s (all runs)':>17}  {'x one run':>9}")
-    print(f"{1:>3}  {'one':<10} {one:17.1f}  {1.0:9.2f}", flush=True)
+    row(1, "one", one, one)
     for k in ks:
-        rows = []
-        if "sequential" not in skip:
-            spans = [
-                run_one(images, labels, seed=s, device=args.device, **common) for s in range(k)
-            ]
-            rows.append(("sequential", sum(s[2] for s in spans) / sum(s[1] - s[0] for s in spans)))
-        if "slots" not in skip:
-            speed = run_slots(n, k=k, threads=args.threads, device=args.device, **common)
-            rows.append(("slots", speed))
+        # Packed first: a run cut short by a time limit has printed what is new.
         if "packed" not in skip:
-            speed = run_packed(images, labels, k=k, device=args.device, **common)
-            rows.append(("packed", speed))
-        for mode, speed in rows:
-            print(f"{k:>3}  {mode:<10} {speed:17.1f}  {speed / one:9.2f}", flush=True)
+            row(k, "packed", run_packed(images, labels, k=k, mixed=False, **common), one)
+        if "mixed" not in skip and k > 1:
+            row(k, "mixed", run_packed(images, labels, k=k, mixed=True, **common), one)
+        if "sequential" not in skip:
+            spans = [run_one(images, labels, seed=s, **common) for s in range(k)]
+            row(k, "sequential", sum(s[2] for s in spans) / sum(s[1] - s[0] for s in spans), one)
+        if "slots" not in skip:
+            row(k, "slots", run_slots(n, k=k, threads=args.threads, **common), one)
         if torch.device(args.device).type == "cuda":
             torch.cuda.empty_cache()
     return 0
