@@ -42,6 +42,14 @@ class Server:
         with urllib.request.urlopen(self.url + path, timeout=timeout) as response:
             return json.loads(response.read())
 
+    def post(self, path: str, body: dict | None = None, timeout: float = 10) -> dict:
+        data = None if body is None else json.dumps(body).encode()
+        request = urllib.request.Request(
+            self.url + path, data=data, headers={"Content-Type": "application/json"}, method="POST"
+        )
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            return json.loads(response.read())
+
     def logs(self) -> str:
         return self.log.read_text(errors="replace")[-4000:]
 
