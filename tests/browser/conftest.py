@@ -12,6 +12,7 @@ import sys
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -119,8 +120,9 @@ class Watch:
         self.console_errors.append(f"{text} ({where})")
 
 
-@pytest.fixture(scope="module")
-def browser():
+@contextmanager
+def chromium(**launch_options) -> Iterator:
+    """Debian's headless Chromium through Playwright (skips the test without it)."""
     if not Path(CHROMIUM).exists():
         pytest.skip(f"no Chromium at {CHROMIUM} (apt-get install chromium, or set CHROMIUM)")
     from playwright.sync_api import sync_playwright
@@ -129,9 +131,28 @@ def browser():
         browser = p.chromium.launch(
             executable_path=CHROMIUM,
             args=["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"],
+            **launch_options,
         )
         yield browser
         browser.close()
+
+
+@contextmanager
+def watched_page(browser, watch: Watch, width: int = 1280) -> Iterator:
+    """A page in a fresh context whose requests, console errors and page errors `watch` keeps."""
+    context = browser.new_context(viewport={"width": width, "height": 900}, locale="en-GB")
+    page = context.new_page()
+    page.on("request", lambda request: watch.requests.append(request.url))
+    page.on("console", watch.on_console)
+    page.on("pageerror", lambda error: watch.page_errors.append(str(error)))
+    yield page
+    context.close()
+
+
+@pytest.fixture(scope="module")
+def browser():
+    with chromium() as browser:
+        yield browser
 
 
 @pytest.fixture
@@ -141,13 +162,8 @@ def watch() -> Watch:
 
 @pytest.fixture
 def page(browser, watch):
-    context = browser.new_context(viewport={"width": 1280, "height": 900}, locale="en-GB")
-    page = context.new_page()
-    page.on("request", lambda request: watch.requests.append(request.url))
-    page.on("console", watch.on_console)
-    page.on("pageerror", lambda error: watch.page_errors.append(str(error)))
-    yield page
-    context.close()
+    with watched_page(browser, watch) as page:
+        yield page
 
 
 @pytest.fixture(scope="session")

@@ -28,7 +28,7 @@ from sqlalchemy.orm import Session
 
 from core import lifecycle
 from core.db import make_engine
-from tests.browser.conftest import Server, _resnet_lab
+from tests.browser.conftest import Server, _resnet_lab, watched_page
 from tests.conftest import TINY, start_serve, stop_process_group
 from trainer.config import TrainConfig
 from trainer.results import EpochMetrics, RunResult
@@ -144,15 +144,8 @@ def locked() -> Iterator[str]:
 @pytest.fixture
 def sized(browser, watch, request) -> Iterator:
     """A page at the test's width (its `width` parameter)."""
-    context = browser.new_context(
-        viewport={"width": request.node.callspec.params["width"], "height": 900}, locale="en-GB"
-    )
-    page = context.new_page()
-    page.on("request", lambda r: watch.requests.append(r.url))
-    page.on("console", watch.on_console)
-    page.on("pageerror", lambda error: watch.page_errors.append(str(error)))
-    yield page
-    context.close()
+    with watched_page(browser, watch, request.node.callspec.params["width"]) as page:
+        yield page
 
 
 def shot(page, screenshots, name: str, width: int, locator=None) -> None:

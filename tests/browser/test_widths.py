@@ -24,7 +24,7 @@ from sqlalchemy.orm import Session
 from core import lifecycle
 from core.db import make_engine
 from core.worker_registry import WorkerReport, worker_seen, worker_took
-from tests.browser.conftest import CHROMIUM
+from tests.browser.conftest import chromium
 from tests.conftest import TINY
 from trainer.config import TrainConfig
 from trainer.results import EpochMetrics, RunResult
@@ -135,18 +135,8 @@ def seed(server) -> Lab:
 def browser():
     """Chromium with its scroll bars drawn, as on a desktop (Playwright hides them when
     headless): they take room from the runs table's box, and the screenshots show them."""
-    if not Path(CHROMIUM).exists():
-        pytest.skip(f"no Chromium at {CHROMIUM}")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        browser = p.chromium.launch(
-            executable_path=CHROMIUM,
-            args=["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"],
-            ignore_default_args=["--hide-scrollbars"],
-        )
+    with chromium(ignore_default_args=["--hide-scrollbars"]) as browser:
         yield browser
-        browser.close()
 
 
 @pytest.fixture(scope="module")
